@@ -1,0 +1,14 @@
+"""tensorlogic: the tensor logic language (Domingos, 2025) - one construct, the tensor equation.
+
+    import tensorlogic as tl
+    prog = tl.Program("Y[i] = step(W[i,j] X[j])\nY?")
+    prog.run(W=..., X=...)
+"""
+
+from .api import Answer, Program, load
+from .syntax.diagnostics import TLAnalysisError, TLError, TLRuntimeError, TLSyntaxError
+from .syntax.parser import parse
+
+__all__ = ["Program", "load", "Answer", "parse", "TLError", "TLSyntaxError", "TLAnalysisError",
+           "TLRuntimeError"]
+__version__ = "0.1.0"

@@ -1,0 +1,504 @@
+"""Analysis of a lowered program: names, arities, types, domains, constants, data, shapes and ranges.
+
+`analyze(lowered, inputs, base_dir)` returns an `Analyzed` program: a table of tensors (Boolean or real,
+shape, domains, role), domains with symbol tables, the data of each data tensor with symbols turned into
+positions, and the equations and queries with every constant resolved to an integer and every index
+variable given a range. All errors found are reported together, each naming the tensors and indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..ir.lower import Lowered
+from ..ir.nodes import (
+    Compare,
+    Equation,
+    FileWriteIR,
+    IBin,
+    IConst,
+    IExpr,
+    ISym,
+    IVar,
+    Pos,
+    QueryIR,
+    Read,
+    ix_str,
+    reads,
+    walk,
+)
+from ..syntax import ast
+from ..syntax.diagnostics import Diagnostic, Span, TLAnalysisError, TLError
+from .data import (
+    Contribution,
+    TupleSet,
+    fact_contribution,
+    file_contribution,
+    input_contribution,
+    literal_contribution,
+)
+from .domains import Domain, Slot, UnionFind
+from .shapes import infer_ranges
+
+MODIFIERS_ROLE = {"const", "learnable"}
+
+
+@dataclass
+class TensorInfo:
+    """What analysis knows of one tensor."""
+
+    name: str
+    arity: int
+    boolean: bool = False
+    shape: tuple[int, ...] = ()
+    domains: tuple[str, ...] = ()
+    virtual_axis: int | None = None  # a state tensor's virtual position (not stored)
+    has_data: bool = False
+    has_equations: bool = False
+    learnable: bool = False
+    const: bool = False
+    sparse: bool | None = None
+    span: Span | None = None
+
+    @property
+    def storage_shape(self) -> tuple[int, ...]:
+        return tuple(n for k, n in enumerate(self.shape) if k != self.virtual_axis)
+
+
+@dataclass
+class Analyzed:
+    tensors: dict[str, TensorInfo]
+    domains: dict[str, Domain]
+    slot_domain: dict[Slot, str]
+    equations: list[Equation]
+    queries: list[QueryIR]
+    writes: list[FileWriteIR]
+    data: dict[str, np.ndarray | TupleSet]
+    settings: dict[str, float] = field(default_factory=dict)
+    scalars: dict[str, int] = field(default_factory=dict)
+    base_dir: str | None = None
+
+    def domain_of(self, tensor: str, k: int) -> Domain:
+        return self.domains[self.slot_domain[(tensor, k)]]
+
+
+def _err(msg: str, span: Span | None, hint: str | None = None) -> Diagnostic:
+    return Diagnostic(msg, span, hint)
+
+
+class _Analyzer:
+    def __init__(self, low: Lowered, inputs: dict[str, Any], base_dir: str | Path | None):
+        self.low = low
+        self.inputs = inputs
+        self.base_dir = str(base_dir) if base_dir is not None else None
+        self.errors: list[Diagnostic] = []
+        self.tensors: dict[str, TensorInfo] = {}
+        self.contribs: list[Contribution] = []
+        self.uf = UnionFind()
+        self.scalars: dict[str, int] = {}
+
+    # ------------------------------------------------------------ helpers
+    def fail(self, msg: str, span: Span | None, hint: str | None = None) -> None:
+        self.errors.append(_err(msg, span, hint))
+
+    def see(self, name: str, arity: int, span: Span | None, what: str) -> TensorInfo | None:
+        t = self.tensors.get(name)
+        if t is None:
+            t = self.tensors[name] = TensorInfo(name, arity, span=span)
+            return t
+        if t.arity != arity:
+            d = _err(f"{name} is used with {arity} ind{'ex' if arity == 1 else 'ices'} here ({what}) but with "
+                     f"{t.arity} elsewhere", span, "every use of a tensor must have the same number of indices")
+            if t.span is not None:
+                d.notes.append((f"{name} first appears with {t.arity}", t.span))
+            self.errors.append(d)
+            return None
+        return t
+
+    # ------------------------------------------------------------ phases
+    def run(self) -> Analyzed:
+        self.collect_data()
+        self.collect_names()
+        self.find_scalars()
+        self.build_domains()
+        if self.errors:
+            raise TLAnalysisError(self.errors)
+        self.resolve_constants()
+        data = self.data = self.build_data()
+        if self.errors:
+            raise TLAnalysisError(self.errors)
+        infer_ranges(self)
+        self.check_defined()
+        if self.errors:
+            raise TLAnalysisError(self.errors)
+        doms = {name: d for name, d in self.domains.items()}
+        return Analyzed(self.tensors, doms, self.slot_domain, self.low.equations, self.low.queries,
+                        self.low.writes, data, dict(self.low.settings), self.scalars, self.base_dir)
+
+    def collect_data(self) -> None:
+        for st in self.low.data:
+            try:
+                if isinstance(st, ast.Fact):
+                    self.contribs.append(fact_contribution(st))
+                elif isinstance(st, ast.Literal):
+                    self.contribs.append(literal_contribution(st))
+                else:
+                    self.contribs.append(file_contribution(st, self.base_dir))
+            except TLError as e:
+                self.errors.extend(e.diagnostics)
+        for name, value in self.inputs.items():
+            try:
+                self.contribs.append(input_contribution(name, value))
+            except TLError as e:
+                self.errors.extend(e.diagnostics)
+
+    def expand_bare_queries(self) -> None:
+        """`C?` for a tensor with indices asks for the whole tensor: give it fresh index variables."""
+        arity: dict[str, int] = {}
+        for eq in self.low.equations:
+            arity.setdefault(eq.lhs, len(eq.lhs_pos))
+        for c in self.contribs:
+            arity.setdefault(c.tensor, c.arity)
+        for d in self.low.decls:
+            if isinstance(d, ast.TensorDecl) and d.dims is not None:
+                arity.setdefault(d.name, len(d.dims))
+        for q in self.low.queries:
+            if isinstance(q.expr, Read) and not q.expr.pos and arity.get(q.expr.tensor, 0) > 0:
+                n = arity[q.expr.tensor]
+                q.expr.pos = tuple(Pos(IVar(f"i{k + 1}" if n > 1 else "i")) for k in range(n))
+                q.free = tuple(p.expr.name for p in q.expr.pos)
+
+    def collect_names(self) -> None:
+        self.expand_bare_queries()
+        for eq in self.low.equations:
+            t = self.see(eq.lhs, len(eq.lhs_pos), eq.span, "left side")
+            if t is not None:
+                t.has_equations = True
+                for k, p in enumerate(eq.lhs_pos):
+                    if p.virtual:
+                        if t.virtual_axis not in (None, k):
+                            self.fail(f"{eq.lhs} has virtual indices at two positions", p.span)
+                        t.virtual_axis = k
+            for r in reads(eq.rhs):
+                self.see(r.tensor, len(r.pos), r.span, "read")
+        for q in self.low.queries:
+            for r in reads(q.expr):
+                self.see(r.tensor, len(r.pos), r.span, "query")
+        for c in self.contribs:
+            t = self.tensors.get(c.tensor)
+            if t is not None and t.virtual_axis is not None and c.arity == t.arity - 1:
+                t.has_data = True  # the initial state of a tensor with a virtual index
+                continue
+            t = self.see(c.tensor, c.arity, c.span, "data")
+            if t is not None:
+                t.has_data = True
+        for d in self.low.decls:
+            if isinstance(d, ast.TensorDecl):
+                arity = len(d.dims) if d.dims is not None else None
+                t = self.tensors.get(d.name)
+                if arity is None:
+                    if t is None:
+                        t = self.tensors[d.name] = TensorInfo(d.name, 0, span=d.span)
+                else:
+                    t = self.see(d.name, arity, d.span, "declaration")
+                if t is None:
+                    continue
+                t.learnable = t.learnable or "learnable" in d.modifiers
+                t.const = t.const or "const" in d.modifiers
+                if "sparse" in d.modifiers:
+                    t.sparse = True
+                if "dense" in d.modifiers:
+                    t.sparse = False
+                if "learnable" in d.modifiers and "const" in d.modifiers:
+                    self.fail(f"{d.name} cannot be both const and learnable", d.span)
+        for w in self.low.writes:
+            if w.tensor not in self.tensors:
+                self.fail(f"cannot write undefined tensor '{w.tensor}'", w.span)
+        # types: Boolean when defined as a relation
+        for eq in self.low.equations:
+            self.tensors[eq.lhs].boolean |= eq.boolean
+        for c in self.contribs:
+            if c.boolean and c.tensor in self.tensors:
+                self.tensors[c.tensor].boolean = True
+        for d in self.low.decls:
+            if isinstance(d, ast.TensorDecl) and d.boolean is not None and d.name in self.tensors:
+                self.tensors[d.name].boolean = d.boolean
+        for eq in self.low.equations:
+            t = self.tensors[eq.lhs]
+            if t.boolean and not eq.boolean and eq.lhs_pos:
+                self.fail(f"{eq.lhs} is a relation (Boolean) but is defined here with square brackets", eq.span,
+                          f"write {eq.lhs}(...) on the left, or make every definition numeric")
+
+    def find_scalars(self) -> None:
+        from ..ir.nodes import Const
+
+        for eq in self.low.equations:
+            if not eq.lhs_pos and isinstance(eq.rhs, Const) and float(eq.rhs.value).is_integer():
+                self.scalars[eq.lhs] = int(eq.rhs.value)
+        for name, v in self.inputs.items():
+            if isinstance(v, int | np.integer) and not isinstance(v, bool):
+                self.scalars[name] = int(v)
+
+    # ------------------------------------------------------------ domains
+    def _occurrences(self):
+        """(slot, IExpr, span, equation-or-None, is_lhs) for every index position in equations and queries."""
+        for eq in self.low.equations:
+            for k, p in enumerate(eq.lhs_pos):
+                yield (eq.lhs, k), p, eq, True
+            for r in reads(eq.rhs):
+                for k, p in enumerate(r.pos):
+                    yield (r.tensor, k), p, eq, False
+        for q in self.low.queries:
+            for r in reads(q.expr):
+                for k, p in enumerate(r.pos):
+                    yield (r.tensor, k), p, q, False
+
+    def _is_stored(self, slot: Slot) -> bool:
+        t = self.tensors.get(slot[0])
+        return t is not None and t.virtual_axis != slot[1]
+
+    def build_domains(self) -> None:
+        uf = self.uf
+        for name, t in self.tensors.items():
+            for k in range(t.arity):
+                uf.find((name, k))
+        # plain variables unify slots within a statement
+        per_stmt: dict[int, dict[str, list[Slot]]] = {}
+        for slot, p, stmt, _ in self._occurrences():
+            if isinstance(p.expr, IVar) and self._is_stored(slot):
+                per_stmt.setdefault(id(stmt), {}).setdefault(p.expr.name, []).append(slot)
+        for eq in self.low.equations:
+            for m in walk(eq.rhs):
+                if isinstance(m, Compare) and isinstance(m.left, IVar) and isinstance(m.right, IVar):
+                    vs = per_stmt.get(id(eq), {})
+                    a, b = vs.get(m.left.name), vs.get(m.right.name)
+                    if a and b:
+                        uf.union(a[0], b[0])
+        for vs in per_stmt.values():
+            for slots in vs.values():
+                for s in slots[1:]:
+                    uf.union(slots[0], s)
+        for d in self.low.decls:
+            if isinstance(d, ast.DomainDecl):
+                uf.find(("@", d.name))
+            if isinstance(d, ast.TensorDecl) and d.dims:
+                for k, ds in enumerate(d.dims):
+                    if ds.domain:
+                        uf.union(("@", ds.domain), (d.name, k))
+            if isinstance(d, ast.IndexDecl) and d.domain:
+                for eq_vars in per_stmt.values():
+                    for v in d.names:
+                        for s in eq_vars.get(v, []):
+                            uf.union(("@", d.domain), s)
+        # domains: one per class
+        self.domains: dict[str, Domain] = {}
+        self.slot_domain: dict[Slot, str] = {}
+        root_name: dict = {}
+        for key in list(uf.parent):
+            root = uf.find(key)
+            if root not in root_name:
+                root_name[root] = root[1] if root[0] == "@" else f"{root[0]}.{root[1]}"
+                self.domains[root_name[root]] = Domain(root_name[root])
+            if key[0] != "@":
+                self.slot_domain[key] = root_name[root]
+        declared_syms = {d.name: d for d in self.low.decls if isinstance(d, ast.DomainDecl)}
+        for name, d in declared_syms.items():
+            dom = self.domains[name]
+            if d.symbols is not None:
+                dom.symbols = []
+                for s in d.symbols:
+                    dom.add(s)
+            if d.size is not None:
+                dom.declared_size = d.size
+        # which domains are symbolic: any symbol constant (not an integer scalar name) lands there
+        for c in self.contribs:
+            for row in c.rows or ():
+                for k, v in enumerate(row):
+                    if isinstance(v, str) and (c.tensor, k) in self.slot_domain:
+                        dom = self.domains[self.slot_domain[(c.tensor, k)]]
+                        if dom.symbols is None:
+                            dom.symbols = []
+        for slot, p, _, _ in self._occurrences():
+            if isinstance(p.expr, ISym) and not (p.expr.name in self.scalars and not p.expr.quoted):
+                dom = self.domains[self.slot_domain[slot]]
+                if dom.symbols is None:
+                    dom.symbols = []
+        # symbol tables, in order: declarations (done), data, then program constants
+        for c in self.contribs:
+            for row in c.rows or ():
+                for k, v in enumerate(row):
+                    dom = self.domains[self.slot_domain[(c.tensor, k)]]
+                    if dom.symbols is not None:
+                        dom.add(str(v))
+
+    def resolve_constants(self) -> None:
+        def res(e: IExpr, slot: Slot, top: bool) -> IExpr:
+            if isinstance(e, ISym):
+                if e.name in self.scalars and not e.quoted:
+                    return IConst(self.scalars[e.name])
+                if not top:
+                    self.fail(f"'{e.name}' inside index arithmetic must be an integer scalar", e.span,
+                              f"define it, e.g. {e.name} = 2")
+                    return IConst(0)
+                dom = self.domains[self.slot_domain[slot]]
+                return IConst(dom.add(e.name))
+            if isinstance(e, IConst) and top:
+                dom = self.domains[self.slot_domain[slot]]
+                if dom.symbolic:
+                    self.fail(f"the integer {e.value} is used where {slot[0]} takes symbols of domain "
+                              f"{dom.name}", None, "quote it if it is a symbol: \"" + str(e.value) + "\"")
+            if isinstance(e, IBin):
+                return IBin(e.op, res(e.left, slot, False), res(e.right, slot, False))
+            return e
+
+        def fix(pos: tuple[Pos, ...], tensor: str) -> tuple[Pos, ...]:
+            return tuple(Pos(res(p.expr, (tensor, k), True), p.virtual, p.normalized, p.span)
+                         for k, p in enumerate(pos))
+
+        for eq in self.low.equations:
+            eq.lhs_pos = fix(eq.lhs_pos, eq.lhs)
+            for r in reads(eq.rhs):
+                r.pos = fix(r.pos, r.tensor)
+            for m in walk(eq.rhs):
+                if isinstance(m, Compare):
+                    m.left = res(m.left, ("", 0), False) if not isinstance(m.left, ISym) else m.left
+                    m.right = res(m.right, ("", 0), False) if not isinstance(m.right, ISym) else m.right
+        for q in self.low.queries:
+            for r in reads(q.expr):
+                r.pos = fix(r.pos, r.tensor)
+
+    # ------------------------------------------------------------ data
+    def build_data(self) -> dict[str, np.ndarray | TupleSet]:
+        by_tensor: dict[str, list[Contribution]] = {}
+        for c in self.contribs:
+            by_tensor.setdefault(c.tensor, []).append(c)
+        out: dict[str, np.ndarray | TupleSet] = {}
+        for name, cs in by_tensor.items():
+            dense = [c for c in cs if c.dense is not None]
+            rows = [c for c in cs if c.rows is not None]
+            ids_parts, w_parts = [], []
+            for c in rows:
+                ids = np.zeros((len(c.rows), c.arity), dtype=np.int64)
+                for k in range(c.arity):
+                    dom = self.domains[self.slot_domain[(name, k)]]
+                    col = [r[k] for r in c.rows]
+                    if dom.symbolic:
+                        ids[:, k] = [dom.add(str(v)) for v in col]
+                    else:
+                        bad = [v for v in col if isinstance(v, str)]
+                        if bad:
+                            self.fail(f"{name} position {k + 1} holds integers but got the symbol {bad[0]!r}",
+                                      c.span)
+                            continue
+                        if col and min(col) < 0:
+                            self.fail(f"{name} position {k + 1} has the negative index {min(col)}", c.span)
+                            continue
+                        ids[:, k] = col
+                ids_parts.append(ids)
+                w_parts.append(c.weights if c.weights is not None else
+                               (None if c.boolean else np.ones(len(c.rows))))
+            weighted = any(w is not None for w in w_parts)
+            if dense:
+                arr = dense[0].dense
+                for d in dense[1:]:
+                    if d.dense.shape != arr.shape:
+                        self.fail(f"{name} is given twice with different shapes {arr.shape} and {d.dense.shape}",
+                                  d.span)
+                        continue
+                    arr = arr + d.dense
+                if ids_parts:
+                    arr = arr.copy()
+                    for ids, w in zip(ids_parts, w_parts):
+                        need = ids.max(axis=0) + 1 if len(ids) else np.zeros(arr.ndim, int)
+                        if np.any(need > np.array(arr.shape)):
+                            self.fail(f"facts of {name} fall outside its shape {arr.shape}", cs[0].span)
+                            continue
+                        np.add.at(arr, tuple(ids.T), 1.0 if w is None else w)
+                out[name] = arr
+            elif ids_parts:
+                ids = np.concatenate(ids_parts) if ids_parts else np.zeros((0, 0), np.int64)
+                if weighted:
+                    ws = np.concatenate([w if w is not None else np.ones(len(i)) for i, w in zip(ids_parts, w_parts)])
+                    out[name] = TupleSet(ids, ws)
+                    self.tensors[name].boolean = False
+                else:
+                    out[name] = TupleSet(ids)
+        return out
+
+    # ------------------------------------------------------------ definedness
+    def check_defined(self) -> None:
+        for eq in self.low.equations:
+            for r in reads(eq.rhs):
+                self._check_read(r)
+        for q in self.low.queries:
+            for r in reads(q.expr):
+                self._check_read(r)
+
+    def _check_read(self, r: Read) -> None:
+        t = self.tensors.get(r.tensor)
+        if t is None or t.has_data or t.has_equations or t.learnable:
+            return
+        if r.tensor in self.inputs:
+            return
+        if getattr(self, "_reported", None) is None:
+            self._reported = set()
+        if r.tensor in self._reported:
+            return
+        self._reported.add(r.tensor)
+        self.fail(f"undefined tensor '{r.tensor}'", r.span,
+                  f"give it data ({r.tensor} = [...], a fact, a file, or prog.run({r.tensor}=...)), define it "
+                  f"with an equation, or declare it: tensor {r.tensor}[...] learnable")
+
+
+def analyze(low: Lowered, inputs: dict[str, Any] | None = None, base_dir: str | Path | None = None) -> Analyzed:
+    """Analyse a lowered program with its bound inputs. Raises TLAnalysisError listing every error found."""
+    return _Analyzer(low, dict(inputs or {}), base_dir).run()
+
+
+__all__ = ["analyze", "Analyzed", "TensorInfo", "ix_str"]
+
+
+def analyze_query(prog: Analyzed, expr: ast.Expr, text: str, functions: set[str] | None = None) -> QueryIR:
+    """Resolve a query against an analysed program: names, constants (an unknown symbol matches nothing)
+    and the ranges of its free variables."""
+    from ..ir.lower import lower_query
+
+    q = lower_query(expr, text, getattr(expr, "span", None), set(functions or ()))
+    errors: list[Diagnostic] = []
+    for r in reads(q.expr):
+        t = prog.tensors.get(r.tensor)
+        if t is None:
+            errors.append(_err(f"undefined tensor '{r.tensor}'", r.span,
+                               f"the program's tensors are: {', '.join(sorted(prog.tensors))}"))
+            continue
+        if len(r.pos) != t.arity:
+            errors.append(_err(f"{r.tensor} has {t.arity} indices, not {len(r.pos)}", r.span))
+            continue
+        new = []
+        for k, p in enumerate(r.pos):
+            e = p.expr
+            if isinstance(e, ISym):
+                if e.name in prog.scalars and not e.quoted:
+                    e = IConst(prog.scalars[e.name])
+                else:
+                    dom = prog.domain_of(r.tensor, k)
+                    i = dom.lookup(e.name) if dom.symbolic else None
+                    e = IConst(-1 if i is None else i)
+            elif isinstance(e, IVar):
+                n = t.shape[k]
+                lo, hi = q.ranges.get(e.name, (0, n))
+                q.ranges[e.name] = (lo, min(hi, n))
+            elif not isinstance(e, IConst):
+                errors.append(_err(f"query indices must be variables or constants, not {ix_str(e)}", r.span))
+            new.append(Pos(e, p.virtual, p.normalized, p.span))
+        r.pos = tuple(new)
+    for v in q.free:
+        if v not in q.ranges:
+            errors.append(_err(f"index '{v}' has no known range in the query {text}", q.span))
+    if errors:
+        raise TLAnalysisError(errors)
+    return q

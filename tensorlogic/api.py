@@ -1,0 +1,163 @@
+"""The Python API: `Program`, `load`.
+
+    import tensorlogic as tl
+    prog = tl.Program('''
+        Parent(Alice, Bob). Parent(Bob, Carol).
+        Ancestor(x,y) <- Parent(x,y).
+        Ancestor(x,z) <- Ancestor(x,y), Parent(y,z).
+    ''')
+    prog.query("Ancestor(Alice, x)")      # [['Bob'], ['Carol']]
+    prog["Ancestor"]                      # a dense numpy array
+
+A Program parses at once (syntax errors raise TLSyntaxError) and analyses when it first runs, with the
+inputs given to `run` (arrays for tensors, iterables of tuples for relations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .analysis.program import Analyzed, analyze, analyze_query
+from .backends.numpy_backend import get_backend
+from .ir.lower import Lowered, lower
+from .ir.nodes import QueryIR
+from .runtime.executor import Executor, RunReport
+from .runtime.files import TupleData, resolve_path, write_tensor_file
+from .runtime.queries import answer, format_answer
+from .syntax import ast
+from .syntax.diagnostics import TLRuntimeError
+from .syntax.imports import expand_imports
+from .syntax.parser import parse, parse_expression
+
+
+@dataclass
+class Answer:
+    """One query's answer: its text and its value (see `tl run --json`)."""
+
+    query: str
+    value: Any
+    ir: QueryIR
+
+    def to_json(self) -> dict:
+        return {"query": self.query, "value": self.value}
+
+
+class Program:
+    """A tensor logic program: parse once, run with inputs, read tensors and answer queries."""
+
+    def __init__(self, source: str, file: str = "<input>", base_dir: str | Path | None = None,
+                 backend: str = "numpy", functions: dict[str, Callable] | None = None, seed: int = 0):
+        self.source = source
+        self.file = file
+        self.base_dir = Path(base_dir) if base_dir is not None else (
+            Path(file).resolve().parent if file not in ("<input>", "<repl>") else Path.cwd())
+        self.backend = get_backend(backend)
+        self.functions: dict[str, Callable] = dict(functions or {})
+        self.seed = seed
+        self.ast: ast.Program = expand_imports(parse(source, file), self.base_dir)
+        self._inputs: dict[str, Any] = {}
+        self._analyzed: Analyzed | None = None
+        self._executor: Executor | None = None
+        self.answers: list[Answer] = []
+
+    # ------------------------------------------------------------ stages
+    def register_function(self, name: str, fn: Callable[..., np.ndarray]) -> None:
+        """Make `name(...)` callable in equations (procedural attachment); fn works elementwise on arrays."""
+        self.functions[name] = fn
+        self._analyzed = None
+
+    def lowered(self) -> Lowered:
+        return lower(self.ast, set(self.functions))
+
+    def analyze(self, **inputs: Any) -> Analyzed:
+        """Analyse with the given inputs (raises TLAnalysisError listing every error)."""
+        self._inputs = dict(inputs)
+        self._analyzed = analyze(self.lowered(), self._inputs, self.base_dir)
+        self._executor = None
+        return self._analyzed
+
+    @property
+    def analyzed(self) -> Analyzed:
+        if self._analyzed is None:
+            self.analyze(**self._inputs)
+        return self._analyzed
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = Executor(self.analyzed, self.backend, self.functions, self.seed)
+        return self._executor
+
+    # ------------------------------------------------------------ running
+    def run(self, **inputs: Any) -> list[Answer]:
+        """Forward-chain the whole program with these inputs, answer its queries, write its files."""
+        self.analyze(**inputs)
+        ex = self.executor
+        ex.ensure(None)
+        self.answers = [Answer(q.text, answer(ex, q), q) for q in self.analyzed.queries]
+        for w in self.analyzed.writes:
+            self._write(w.path, w.tensor, w.span)
+        return self.answers
+
+    def answer_queries(self) -> list[Answer]:
+        """Answer the program's queries computing only what they need (backward chaining)."""
+        self.answers = [Answer(q.text, answer(self.executor, q), q) for q in self.analyzed.queries]
+        return self.answers
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        prog = self.analyzed
+        if name not in prog.tensors:
+            raise KeyError(f"no tensor '{name}' in the program")
+        self.executor.ensure({name})
+        return np.array(self.executor.dense(name))
+
+    def tensors(self) -> list[str]:
+        return sorted(self.analyzed.tensors)
+
+    def query(self, text: str) -> Any:
+        """Answer one query, e.g. `prog.query("Ancestor(Alice, x)")`, as Python values."""
+        expr = parse_expression(text, "<query>")
+        q = analyze_query(self.analyzed, expr, text.strip().rstrip("?").strip(), set(self.functions))
+        return answer(self.executor, q)
+
+    def format(self, a: Answer) -> str:
+        return format_answer(a.ir, a.value, self.executor)
+
+    @property
+    def report(self) -> RunReport:
+        return self.executor.report
+
+    def _write(self, path: str, name: str, span) -> None:
+        ex = self.executor
+        prog = self.analyzed
+        t = prog.tensors[name]
+        target = resolve_path(path, self.base_dir)
+        symbolic = any(prog.domains[d].symbolic for k, d in enumerate(t.domains) if k != t.virtual_axis)
+        if target.suffix in (".npy", ".npz") or not (t.boolean or symbolic):
+            write_tensor_file(target, ex.dense(name), span)
+            return
+        doms = [prog.domains[d] for k, d in enumerate(t.domains) if k != t.virtual_axis]
+        if t.boolean:
+            rel = ex.relation(name)
+            rows = [tuple(d.label(int(v)) for d, v in zip(doms, row)) for row in rel.cols]
+            write_tensor_file(target, TupleData(rows, None, len(doms)), span)
+        else:
+            arr = ex.dense(name)
+            idx = np.argwhere(arr != 0)
+            rows = [tuple(d.label(int(v)) for d, v in zip(doms, row)) for row in idx]
+            write_tensor_file(target, TupleData(rows, arr[tuple(idx.T)].astype(float), len(doms)), span)
+
+
+def load(path: str | Path, **kwargs: Any) -> Program:
+    """A Program from a .tl file; relative file paths inside it are relative to its folder."""
+    p = Path(path)
+    try:
+        source = p.read_text()
+    except OSError as e:
+        raise TLRuntimeError(f"cannot read program '{path}': {e.strerror or e}") from None
+    return Program(source, str(p), base_dir=p.resolve().parent, **kwargs)

@@ -1,0 +1,156 @@
+"""The `tl` command: run, check, show, graph.
+
+    tl run FILE [--json] [--backend numpy]    run a program and print its queries' answers
+    tl check FILE                             report every syntax and analysis error
+    tl show --ast|--ir FILE                   print the parsed or lowered program
+    tl graph FILE [--out g.dot]               the dataflow graph as DOT (SVG/PNG when Graphviz is installed)
+
+Errors print as `file:line:col: error: ...` with the source line and a caret, and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .api import Program, load
+from .ir.graph import build_graph, strata, to_dot
+from .ir.nodes import equation_str, expr_str
+from .syntax.diagnostics import TLError
+
+
+def _load(path: str, backend: str = "numpy") -> Program:
+    return load(path, backend=backend)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    prog = _load(args.file, args.backend)
+    answers = prog.run()
+    for a in answers:
+        if args.json:
+            print(json.dumps(a.to_json()))
+        else:
+            print(prog.format(a))
+    for w in prog.report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.stats:
+        for s in prog.report.strata:
+            extra = f", {s.rounds} rounds, stopped by {s.stopped_by}" if s.kind != "once" else ""
+            print(f"[stratum] {', '.join(s.tensors)}: {s.kind}{extra}", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    prog = _load(args.file)
+    prog.analyze()
+    n = len(prog.analyzed.equations)
+    print(f"{args.file}: ok ({n} equation{'s' if n != 1 else ''}, {len(prog.analyzed.tensors)} tensors)")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    prog = _load(args.file)
+    if args.ast:
+        for st in prog.ast.statements:
+            print(st)
+        return 0
+    a = prog.analyze()
+    print("# tensors")
+    for name, t in sorted(a.tensors.items()):
+        kind = "bool" if t.boolean else "real"
+        dims = ", ".join(f"{d}:{n}" for d, n in zip(t.domains, t.shape))
+        role = "data" if t.has_data else ("learnable" if t.learnable else "computed")
+        if t.has_data and t.has_equations:
+            role = "data+computed"
+        print(f"tensor {name}[{dims}] {kind} {role}")
+    print("# strata (in evaluation order)")
+    for k, st in enumerate(strata(a.equations)):
+        tag = "recursive" if st.recursive else "once"
+        print(f"stratum {k}: {', '.join(st.tensors)} ({tag})")
+        for eq in st.equations:
+            rng = ", ".join(f"{v} in [{lo},{hi})" for v, (lo, hi) in sorted(eq.ranges.items()))
+            print(f"  {equation_str(eq)}" + (f"    # {rng}" if rng else ""))
+    if a.queries:
+        print("# queries")
+        for q in a.queries:
+            print(f"  {expr_str(q.expr)}?")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    prog = _load(args.file)
+    a = prog.analyze()
+    dot = to_dot(build_graph(a.equations, list(a.tensors)), Path(args.file).stem)
+    if not args.out:
+        sys.stdout.write(dot)
+        return 0
+    out = Path(args.out)
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt in ("svg", "png", "pdf"):
+        if shutil.which("dot") is None:
+            dot_path = out.with_suffix(".dot")
+            _atomic_write(dot_path, dot)
+            print(f"Graphviz is not installed: wrote DOT to {dot_path} instead of {out}", file=sys.stderr)
+            return 0
+        tmp = out.with_name(f".{out.name}.tmp")
+        subprocess.run(["dot", f"-T{fmt}", "-o", str(tmp)], input=dot.encode(), check=True)
+        tmp.replace(out)
+    else:
+        _atomic_write(out, dot)
+    print(f"wrote {out}")
+    return 0
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tl", description="tensor logic: run, check and inspect .tl programs")
+    sub = p.add_subparsers(dest="command")
+    r = sub.add_parser("run", help="run a program and print its queries' answers")
+    r.add_argument("file")
+    r.add_argument("--json", action="store_true", help="one JSON object per query, in program order")
+    r.add_argument("--backend", default="numpy", help="numpy (default)")
+    r.add_argument("--stats", action="store_true", help="print each stratum's evaluation (rounds, stop reason)")
+    r.set_defaults(fn=cmd_run)
+    c = sub.add_parser("check", help="report every error in a program without running it")
+    c.add_argument("file")
+    c.set_defaults(fn=cmd_check)
+    s = sub.add_parser("show", help="print the parsed (--ast) or lowered (--ir) program")
+    s.add_argument("file")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--ast", action="store_true")
+    g.add_argument("--ir", action="store_true", default=True)
+    s.set_defaults(fn=cmd_show)
+    gr = sub.add_parser("graph", help="write the dataflow graph as DOT, SVG or PNG")
+    gr.add_argument("file")
+    gr.add_argument("--out", help="g.dot, g.svg or g.png (default: DOT on stdout)")
+    gr.set_defaults(fn=cmd_graph)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.fn(args)
+    except TLError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

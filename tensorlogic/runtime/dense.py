@@ -1,0 +1,288 @@
+"""Dense evaluation of IR expressions: labelled arrays, gathers with zero padding, pairwise contractions.
+
+A `Labeled` value is an array whose axes are named by index variables; axis `v` covers the values
+`ranges[v][0] .. ranges[v][1]-1`. Reads gather from a tensor (slicing when they can, advanced indexing with
+zero padding when they must); products under a `Reduce` are contracted pairwise in the order the planner
+gives (`plan.contract.plan_join`), never as one einsum over all operands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir.nodes import (
+    Add,
+    Apply,
+    Compare,
+    Concat,
+    Const,
+    IBin,
+    IConst,
+    IExpr,
+    IndexValue,
+    IVar,
+    Join,
+    Neg,
+    Node,
+    Not,
+    Pow,
+    Read,
+    Reduce,
+    expr_str,
+    ix_vars,
+)
+from ..plan.contract import plan_join
+from ..syntax.diagnostics import TLRuntimeError
+
+Range = tuple[int, int]
+
+
+@dataclass
+class Labeled:
+    """An array with one named index variable per axis."""
+
+    arr: np.ndarray
+    vars: tuple[str, ...]
+
+
+def align(x: Labeled, order: tuple[str, ...]) -> np.ndarray:
+    """x's array with axes permuted to `order` and size-1 axes for variables it lacks."""
+    arr = np.asarray(x.arr)
+    if x.vars == order:
+        return arr
+    perm = [x.vars.index(v) for v in order if v in x.vars]
+    arr = np.transpose(arr, perm) if perm != list(range(len(perm))) else arr
+    shape = [arr.shape[perm.index(x.vars.index(v))] if v in x.vars else 1 for v in order]
+    return arr.reshape(shape)
+
+
+def union_vars(*xs: Labeled) -> tuple[str, ...]:
+    out: list[str] = []
+    for x in xs:
+        for v in x.vars:
+            if v not in out:
+                out.append(v)
+    return tuple(out)
+
+
+def index_grid(e: IExpr, order: tuple[str, ...], ranges: dict[str, Range]) -> np.ndarray | int:
+    """Values of an index expression over the grid of `order` (broadcastable), or an int for a constant."""
+    if isinstance(e, IConst):
+        return e.value
+    if isinstance(e, IVar):
+        lo, hi = ranges[e.name]
+        shape = [1] * len(order)
+        shape[order.index(e.name)] = hi - lo
+        return np.arange(lo, hi, dtype=np.int64).reshape(shape)
+    assert isinstance(e, IBin)
+    a, b = index_grid(e.left, order, ranges), index_grid(e.right, order, ranges)
+    if e.op == "+":
+        return a + b
+    if e.op == "-":
+        return a - b
+    if e.op == "/":
+        return np.floor_divide(a, b)
+    return np.mod(a, b)
+
+
+def gather(value: np.ndarray, pos: list[IExpr], ranges: dict[str, Range]) -> Labeled:
+    """`value[pos...]` as a labelled array over the variables of `pos`; reads outside are 0."""
+    order: list[str] = []
+    for e in pos:
+        for v in ix_vars(e):
+            if v not in order:
+                order.append(v)
+    order_t = tuple(order)
+    plain = all(isinstance(e, IVar | IConst) for e in pos)
+    names = [e.name for e in pos if isinstance(e, IVar)]
+    if plain and len(names) == len(set(names)):
+        index: list[slice | int] = []
+        for k, e in enumerate(pos):
+            n = value.shape[k]
+            if isinstance(e, IConst):
+                if not 0 <= e.value < n:
+                    return Labeled(np.zeros([ranges[v][1] - ranges[v][0] for v in order_t]), order_t)
+                index.append(e.value)
+            else:
+                lo, hi = ranges[e.name]
+                if lo < 0 or hi > n:
+                    break
+                index.append(slice(lo, hi))
+        else:
+            return Labeled(value[tuple(index)], tuple(names))
+    grids = [index_grid(e, order_t, ranges) for e in pos]
+    shape = tuple(ranges[v][1] - ranges[v][0] for v in order_t)
+    full = [np.broadcast_to(np.asarray(g), shape) for g in grids]
+    valid = np.ones(shape, dtype=bool)
+    for k, g in enumerate(full):
+        valid &= (g >= 0) & (g < value.shape[k])
+    idx = tuple(np.clip(g, 0, max(0, value.shape[k] - 1)) for k, g in enumerate(full))
+    if value.size == 0:
+        return Labeled(np.zeros(shape), order_t)
+    out = np.where(valid, value[idx], 0.0)
+    return Labeled(out, order_t)
+
+
+class DenseEvaluator:
+    """Evaluates an IR expression densely, given tensor values and variable ranges."""
+
+    def __init__(self, backend, read_value: Callable[[Read], tuple[np.ndarray, list[IExpr]]],
+                 ranges: dict[str, Range],
+                 user_functions: dict[str, Callable] | None = None, where: str = ""):
+        self.backend = backend
+        self.read_value = read_value
+        self.ranges = ranges
+        self.user_functions = user_functions or {}
+        self.where = where
+        self.steps: list = []  # contraction plans used, for TL_DEBUG=plan
+
+    def full(self, x: Labeled, order: tuple[str, ...]) -> np.ndarray:
+        arr = align(x, order)
+        shape = tuple(self.ranges[v][1] - self.ranges[v][0] for v in order)
+        return np.broadcast_to(arr, shape)
+
+    def eval(self, n: Node) -> Labeled:
+        if isinstance(n, Read):
+            return self.read(n)
+        if isinstance(n, Const):
+            return Labeled(np.float64(n.value), ())
+        if isinstance(n, IndexValue):
+            lo, hi = self.ranges[n.var]
+            return Labeled(np.arange(lo, hi, dtype=np.float64), (n.var,))
+        if isinstance(n, Reduce):
+            return self.reduce(n)
+        if isinstance(n, Join):
+            return self.join(n, None)
+        if isinstance(n, Add):
+            xs = [self.eval(t) for t in n.terms]
+            order = union_vars(*xs)
+            total = None
+            for x, s in zip(xs, n.signs):
+                a = align(x, order)
+                total = (a if s > 0 else -a) if total is None else (total + a if s > 0 else total - a)
+            return Labeled(total, order)
+        if isinstance(n, Neg):
+            x = self.eval(n.operand)
+            return Labeled(-x.arr, x.vars)
+        if isinstance(n, Pow):
+            b, e = self.eval(n.base), self.eval(n.exponent)
+            order = union_vars(b, e)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return Labeled(np.power(align(b, order), align(e, order)), order)
+        if isinstance(n, Apply):
+            return self.apply(n)
+        if isinstance(n, Concat):
+            return self.concat(n)
+        if isinstance(n, Compare):
+            order = tuple(dict.fromkeys(ix_vars(n.left) + ix_vars(n.right)))
+            a, b = index_grid(n.left, order, self.ranges), index_grid(n.right, order, self.ranges)
+            ops = {"!=": np.not_equal, "==": np.equal, "<": np.less, "<=": np.less_equal,
+                   ">": np.greater, ">=": np.greater_equal}
+            return Labeled(ops[n.op](a, b).astype(np.float64), order)
+        if isinstance(n, Not):
+            x = self.read(n.operand)
+            return Labeled((np.asarray(x.arr) <= 0).astype(np.float64), x.vars)
+        raise TypeError(f"cannot evaluate {n!r}")
+
+    def read(self, r: Read) -> Labeled:
+        value, pos = self.read_value(r)
+        return gather(value, pos, self.ranges)
+
+    def reduce(self, n: Reduce) -> Labeled:
+        if isinstance(n.operand, Join):
+            return self.join(n.operand, n.over)
+        x = self.eval(n.operand)
+        axes = tuple(x.vars.index(v) for v in n.over if v in x.vars)
+        missing = [v for v in n.over if v not in x.vars]
+        arr = np.sum(x.arr, axis=axes) if axes else np.asarray(x.arr)
+        for v in missing:  # a summed variable the operand does not depend on multiplies by its range
+            arr = arr * (self.ranges[v][1] - self.ranges[v][0])
+        return Labeled(arr, tuple(v for v in x.vars if v not in n.over))
+
+    def join(self, n: Join, over: tuple[str, ...] | None) -> Labeled:
+        xs: list[Labeled] = []
+        for f, d in zip(n.factors, n.divides):
+            x = self.eval(f)
+            if d:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    x = Labeled(1.0 / np.asarray(x.arr, dtype=np.float64), x.vars)
+            xs.append(x)
+        over = tuple(over or ())
+        allv = union_vars(*xs)
+        out = tuple(v for v in allv if v not in over)
+        scale = 1
+        for v in over:
+            if v not in allv:
+                scale *= self.ranges[v][1] - self.ranges[v][0]
+        if len(xs) == 1:
+            x = xs[0]
+            axes = tuple(x.vars.index(v) for v in over if v in x.vars)
+            arr = np.sum(x.arr, axis=axes) if axes else x.arr
+            return Labeled(arr * scale if scale != 1 else arr, tuple(v for v in x.vars if v not in over))
+        sizes = {v: self.ranges[v][1] - self.ranges[v][0] for v in allv}
+        plan = plan_join([x.vars for x in xs], out, sizes)
+        self.steps.append(plan)
+        ops = list(xs)
+        for step in plan.steps:
+            i, j = step.operands
+            a, b = ops[i], ops[j]
+            letters = _letters(tuple(dict.fromkeys(a.vars + b.vars)))
+            sub = (f"{''.join(letters[v] for v in a.vars)},{''.join(letters[v] for v in b.vars)}"
+                   f"->{''.join(letters[v] for v in step.output)}")
+            res = self.backend.contract(sub, np.asarray(a.arr, dtype=np.float64), np.asarray(b.arr, dtype=np.float64))
+            for k in sorted((i, j), reverse=True):
+                ops.pop(k)
+            ops.append(Labeled(res, tuple(step.output)))
+        result = ops[-1]
+        if scale != 1:
+            result = Labeled(result.arr * scale, result.vars)
+        return result
+
+    def apply(self, n: Apply) -> Labeled:
+        if n.func in ("softmax", "lnorm"):
+            x = self.eval(n.args[0])
+            v = n.norm_var
+            if v not in x.vars:
+                x = Labeled(self.full(x, x.vars + (v,)), x.vars + (v,))
+            axis = x.vars.index(v)
+            fn = self.backend.softmax if n.func == "softmax" else self.backend.lnorm
+            return Labeled(fn(np.asarray(x.arr, dtype=np.float64), axis), x.vars)
+        if n.func == "sig" and len(n.args) == 2:
+            x, t = self.eval(n.args[0]), self.eval(n.args[1])
+            if t.vars:
+                raise TLRuntimeError(f"the temperature of sig must be a scalar in {self.where}", n.span)
+            return Labeled(self.backend.sig_temperature(np.asarray(x.arr, dtype=np.float64), float(t.arr)),
+                           x.vars)
+        xs = [self.eval(a) for a in n.args]
+        if n.func in self.backend.functions:
+            x = xs[0]
+            return Labeled(self.backend.functions[n.func](np.asarray(x.arr, dtype=np.float64)), x.vars)
+        fn = self.user_functions[n.func]
+        order = union_vars(*xs)
+        try:
+            res = fn(*[align(x, order) for x in xs])
+        except Exception as e:  # a user's function failed: say which, where
+            raise TLRuntimeError(f"the function '{n.func}' raised {type(e).__name__}: {e}", n.span) from None
+        return Labeled(np.asarray(res, dtype=np.float64), order)
+
+    def concat(self, n: Concat) -> Labeled:
+        x = self.eval(n.operand)
+        rest = tuple(v for v in x.vars if v not in n.merged)
+        order = rest + n.merged
+        arr = self.full(x, order)
+        k = len(rest)
+        merged = arr.reshape(arr.shape[:k] + (-1,))
+        return Labeled(merged, rest + (n.into,))
+
+
+def _letters(vs: tuple[str, ...]) -> dict[str, str]:
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    if len(vs) > len(alphabet):
+        raise TLRuntimeError(f"one pairwise step over {len(vs)} indices exceeds numpy.einsum's 52 labels")
+    return {v: alphabet[k] for k, v in enumerate(vs)}
+
+
+__all__ = ["DenseEvaluator", "Labeled", "align", "gather", "index_grid", "expr_str"]

@@ -1,0 +1,382 @@
+"""The executor: runs an analysed program's strata on a backend.
+
+Strata (strongly connected components of the dependency graph) run in dependency order, and only those a
+query needs (backward chaining). Non-recursive strata evaluate each equation once; Boolean recursion that
+is relational runs semi-naively (each round joins only the last round's new tuples) to the least fixpoint;
+other recursion iterates to a tolerance or an iteration limit and reports which stopped it; equations with
+a virtual index (`X[i,*t+1]`) run as a loop over t keeping only the current slice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..analysis.data import TupleSet
+from ..analysis.program import Analyzed
+from ..backends.relations import Relation
+from ..ir.graph import Stratum, strata
+from ..ir.nodes import Equation, IConst, IExpr, IVar, Read, equation_str, ix_vars, reads
+from ..syntax.diagnostics import Diagnostic, TLRuntimeError
+from . import relational
+from .dense import DenseEvaluator, Labeled, align, index_grid
+
+Value = np.ndarray | Relation
+DEFAULT_MAX_ITERATIONS = 1000
+DEFAULT_TOLERANCE = 1e-9
+
+
+@dataclass
+class StratumReport:
+    tensors: list[str]
+    kind: str  # "once" | "semi-naive" | "iterate" | "loop"
+    rounds: int = 1
+    stopped_by: str = ""  # "fixpoint" | "tolerance" | "iteration limit"
+    change: float = 0.0
+
+
+@dataclass
+class RunReport:
+    strata: list[StratumReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class Executor:
+    """Holds tensor values and computes them on demand."""
+
+    def __init__(self, prog: Analyzed, backend, functions: dict[str, Callable] | None = None,
+                 seed: int = 0, debug: bool | None = None):
+        self.prog = prog
+        self.backend = backend
+        self.functions = functions or {}
+        self.values: dict[str, Value] = {}
+        self.computed: set[str] = set()
+        self.report = RunReport()
+        self.rng = np.random.default_rng(int(prog.settings.get("seed", seed)))
+        self.max_iterations = int(prog.settings.get("max_iterations", DEFAULT_MAX_ITERATIONS))
+        self.tolerance = float(prog.settings.get("tolerance", DEFAULT_TOLERANCE))
+        self.debug = debug if debug is not None else "plan" in os.environ.get("TL_DEBUG", "")
+        self.forms = {eq.id: relational.relational_form(eq, self.is_boolean) for eq in prog.equations}
+        for name in prog.tensors:
+            self.values[name] = self.initial(name)
+
+    # ------------------------------------------------------------ values
+    def is_boolean(self, name: str) -> bool:
+        return self.prog.tensors[name].boolean
+
+    def initial(self, name: str) -> Value:
+        t = self.prog.tensors[name]
+        shape = t.storage_shape
+        data = self.prog.data.get(name)
+        if isinstance(data, np.ndarray):
+            return data.astype(np.float64, copy=True)
+        if isinstance(data, TupleSet):
+            if data.weights is None:
+                rel = Relation.from_tuples(data.ids, t.arity - (t.virtual_axis is not None), shape)
+                dense_bytes = int(np.prod(shape, dtype=np.float64)) * 8
+                if t.sparse is False or (t.sparse is None and rel.nbytes() >= dense_bytes):
+                    return rel.to_dense()
+                return rel
+            arr = np.zeros(shape)
+            np.add.at(arr, tuple(data.ids.T), data.weights)
+            return arr
+        if t.learnable and not t.has_equations:
+            fan_in = shape[-1] if shape else 1
+            return self.rng.normal(0.0, 1.0 / np.sqrt(max(1, fan_in)), size=shape)
+        if t.boolean and t.sparse is not False and len(shape) > 0:
+            return Relation.empty(len(shape), shape)
+        return np.zeros(shape)
+
+    def dense(self, name: str) -> np.ndarray:
+        v = self.values[name]
+        return v.to_dense() if isinstance(v, Relation) else v
+
+    def relation(self, name: str) -> Relation:
+        v = self.values[name]
+        return v if isinstance(v, Relation) else Relation.from_dense(np.asarray(v))
+
+    # ------------------------------------------------------------ driving
+    def ensure(self, names: set[str] | None = None) -> None:
+        """Compute the given tensors (all when None) and everything they depend on."""
+        todo = None if names is None else {n for n in names if n not in self.computed}
+        if todo is not None and not todo:
+            return
+        for st in strata(self.prog.equations, todo):
+            if all(t in self.computed for t in st.tensors):
+                continue
+            self.run_stratum(st)
+            self.computed.update(st.tensors)
+
+    def run_stratum(self, st: Stratum) -> None:
+        if any(e.virtual_var is not None or _virtual_const(e) for e in st.equations):
+            return self.run_loop(st)
+        if not st.recursive:
+            for t in st.tensors:
+                self.values[t] = self.combine(t, [e for e in st.equations if e.lhs == t], self.read_current)
+            self.report.strata.append(StratumReport(st.tensors, "once"))
+            return
+        for t in st.negated_inputs & set(st.tensors):
+            eq = next(e for e in st.equations if t in {r.tensor for r in reads(e.rhs)})
+            raise TLRuntimeError(Diagnostic(
+                f"{t} is negated inside its own recursion, so the program is not stratifiable", eq.span,
+                "negation must refer to a relation computed in an earlier stratum"))
+        if all(self.forms.get(e.id) is not None for e in st.equations) and all(
+                self.is_boolean(t) for t in st.tensors):
+            return self.semi_naive(st)
+        return self.iterate(st)
+
+    # ------------------------------------------------------------ one equation
+    def read_current(self, r: Read) -> tuple[np.ndarray, list[IExpr]]:
+        t = self.prog.tensors[r.tensor]
+        pos = [p.expr for k, p in enumerate(r.pos) if k != t.virtual_axis]
+        return self.dense(r.tensor), pos
+
+    def contribution(self, eq: Equation, read: Callable, ranges: dict | None = None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The equation's right side projected onto its left side: (accumulator, count-or-touched)."""
+        rng = ranges or eq.ranges
+        ev = DenseEvaluator(self.backend, read, rng, self.functions, equation_str(eq))
+        try:
+            res = ev.eval(eq.rhs)
+        except TLRuntimeError:
+            raise
+        except (ValueError, IndexError, MemoryError) as e:
+            raise TLRuntimeError(Diagnostic(f"evaluating {equation_str(eq)} failed: {e}", eq.span)) from None
+        if self.debug:
+            for plan in ev.steps:
+                print(f"[plan] {equation_str(eq)}\n{plan}", file=sys.stderr)
+        t = self.prog.tensors[eq.lhs]
+        lhs = [p.expr for k, p in enumerate(eq.lhs_pos) if k != t.virtual_axis]
+        return scatter(res, lhs, rng, t.storage_shape, eq.op)
+
+    def combine(self, name: str, eqs: list[Equation], read: Callable, include_data: bool = True) -> Value:
+        """The head's value from its data and all its equations."""
+        t = self.prog.tensors[name]
+        forms = [self.forms.get(e.id) for e in eqs]
+        if t.boolean and eqs and all(f is not None for f in forms):
+            rel = self.initial(name) if include_data else Relation.empty(len(t.storage_shape), t.storage_shape)
+            rel = rel if isinstance(rel, Relation) else Relation.from_dense(rel)
+            for f in forms:
+                rel = rel.union(self.eval_relational(f, lambda r: self.relation(r.tensor)))
+            return rel
+        ops = {e.op for e in eqs}
+        if len(ops) > 1:
+            raise TLRuntimeError(Diagnostic(f"{name} is defined with different projections {sorted(ops)}",
+                                            eqs[0].span, "use one of =, max=, min=, avg= for all its equations"))
+        op = ops.pop() if ops else "+"
+        base = self.dense(name) if include_data and name in self.prog.data else None
+        acc, aux = None, None
+        for e in eqs:
+            a, x = self.contribution(e, read)
+            if acc is None:
+                acc, aux = a, x
+            elif op == "+":
+                acc = acc + a
+            elif op == "max":
+                acc, aux = np.maximum(acc, a), aux | x
+            elif op == "min":
+                acc, aux = np.minimum(acc, a), aux | x
+            else:
+                acc, aux = acc + a, aux + x
+        if acc is None:
+            acc = np.zeros(t.storage_shape)
+        if op in ("max", "min"):
+            if base is not None:
+                acc = np.where(aux, (np.maximum if op == "max" else np.minimum)(acc, base), base)
+            else:
+                acc = np.where(aux, acc, 0.0)
+        elif op == "avg":
+            acc = np.where(aux > 0, acc / np.maximum(aux, 1), 0.0)
+            if base is not None:
+                acc = acc + base
+        elif base is not None:
+            acc = acc + base
+        if t.boolean:
+            acc = (acc > 0).astype(np.float64)
+        return acc
+
+    def eval_relational(self, form, get: Callable[[Read], Relation], bind: dict | None = None) -> Relation:
+        eq = form.eq
+        sizes = {v: r[1] for v, r in eq.ranges.items()}
+        return relational.evaluate(form, get, sizes, self.prog.tensors[eq.lhs].storage_shape, bind)
+
+    # ------------------------------------------------------------ recursion
+    def semi_naive(self, st: Stratum, bind: dict[int, dict[str, int]] | None = None) -> None:
+        """Least fixpoint of a relational stratum; `bind` fixes variables per equation id (query pushdown)."""
+        names = set(st.tensors)
+        full: dict[str, Relation] = {}
+        for t in st.tensors:
+            v = self.initial(t)
+            full[t] = v if isinstance(v, Relation) else Relation.from_dense(v)
+        forms = [self.forms[e.id] for e in st.equations]
+        delta = {t: Relation.empty(len(full[t].shape), full[t].shape) for t in st.tensors}
+        # round 1: every rule on the initial values
+        for f in forms:
+            b = (bind or {}).get(f.eq.id)
+            new = self.eval_relational(f, lambda r: full[r.tensor] if r.tensor in names else self.relation(r.tensor), b)
+            delta[f.eq.lhs] = delta[f.eq.lhs].union(new.difference(full[f.eq.lhs]))
+        for t in st.tensors:
+            full[t] = full[t].union(delta[t])
+        rounds = 1
+        while any(len(d) for d in delta.values()):
+            rounds += 1
+            if self.debug:
+                sizes = ", ".join(f"{t}: +{len(delta[t])}" for t in st.tensors)
+                print(f"[fixpoint] round {rounds}: {sizes}", file=sys.stderr)
+            new_delta = {t: Relation.empty(len(full[t].shape), full[t].shape) for t in st.tensors}
+            for f in forms:
+                rec = [a for a in f.atoms if a.tensor in names]
+                b = (bind or {}).get(f.eq.id)
+                for a in rec:
+                    if len(delta[a.tensor]) == 0:
+                        continue
+
+                    def get(r: Read, a=a, delta=delta) -> Relation:
+                        if r is a:
+                            return delta[r.tensor]
+                        return full[r.tensor] if r.tensor in names else self.relation(r.tensor)
+
+                    new = self.eval_relational(f, get, b)
+                    new_delta[f.eq.lhs] = new_delta[f.eq.lhs].union(new.difference(full[f.eq.lhs]))
+            delta = new_delta
+            for t in st.tensors:
+                full[t] = full[t].union(delta[t])
+        for t in st.tensors:
+            self.values[t] = full[t]
+        self.report.strata.append(StratumReport(st.tensors, "semi-naive", rounds, "fixpoint"))
+
+    def iterate(self, st: Stratum) -> None:
+        """Naive iteration X <- data + F(X) to a fixpoint, a tolerance, or the iteration limit."""
+        change = 0.0
+        for it in range(1, self.max_iterations + 1):
+            new = {t: self.combine(t, [e for e in st.equations if e.lhs == t], self.read_current)
+                   for t in st.tensors}
+            change = 0.0
+            for t in st.tensors:
+                a, b = np.asarray(_dense(new[t]), dtype=np.float64), self.dense(t)
+                with np.errstate(invalid="ignore"):
+                    d = float(np.max(np.abs(a - b))) if a.size else 0.0
+                change = max(change, d if np.isfinite(d) else np.inf)
+                self.values[t] = new[t]
+            if self.debug:
+                print(f"[fixpoint] {','.join(st.tensors)} iteration {it}: change {change:.3g}", file=sys.stderr)
+            if change <= self.tolerance:
+                stop = "fixpoint" if change == 0 else "tolerance"
+                self.report.strata.append(StratumReport(st.tensors, "iterate", it, stop, change))
+                return
+        self.report.strata.append(StratumReport(st.tensors, "iterate", self.max_iterations, "iteration limit",
+                                                change))
+        self.report.warnings.append(
+            f"{', '.join(st.tensors)}: stopped at the iteration limit ({self.max_iterations}) without converging "
+            f"(last change {change:.3g} > tolerance {self.tolerance:g}); raise it with `set max_iterations = N`")
+
+    # ------------------------------------------------------------ virtual indices
+    def run_loop(self, st: Stratum) -> None:
+        init = [e for e in st.equations if _virtual_const(e)]
+        step = [e for e in st.equations if e.virtual_var is not None]
+        others = [e for e in st.equations if e not in init and e not in step]
+        if others:
+            raise TLRuntimeError(Diagnostic(
+                "an equation in a loop over a virtual index must itself use the virtual index", others[0].span,
+                "write its left side with the virtual index too, e.g. H[i,*t+1]"))
+        for e in init:
+            a, _ = self.contribution(e, self.read_current)
+            self.values[e.lhs] = self.dense(e.lhs) + a
+        vars_ = {e.virtual_var for e in step}
+        if len(vars_) > 1:
+            raise TLRuntimeError(Diagnostic(f"one loop uses several virtual indices {sorted(vars_)}",
+                                            step[0].span))
+        v = vars_.pop()
+        lo, hi = step[0].ranges[v]
+        writes = {e.lhs: _offset(e.lhs_pos[self.prog.tensors[e.lhs].virtual_axis].expr) for e in step}
+        for tv in range(lo, hi):
+            new: dict[str, np.ndarray] = {}
+
+            def read(r: Read, new=new) -> tuple[np.ndarray, list[IExpr]]:
+                t = self.prog.tensors[r.tensor]
+                pos = [p.expr for k, p in enumerate(r.pos) if k != t.virtual_axis]
+                if t.virtual_axis is None or r.tensor not in writes:
+                    return self.dense(r.tensor), pos
+                off = _offset(r.pos[t.virtual_axis].expr) - writes[r.tensor]
+                if off == -1:
+                    return self.dense(r.tensor), pos
+                if off == 0 and r.tensor in new:
+                    return new[r.tensor], pos
+                raise TLRuntimeError(Diagnostic(
+                    f"{r.tensor} is read at a step the loop does not keep (only the previous and the current)",
+                    r.span))
+
+            ranges = dict(step[0].ranges)
+            ranges[v] = (tv, tv + 1)
+            for e in step:
+                rng = dict(e.ranges)
+                rng[v] = (tv, tv + 1)
+                a, _ = self.contribution(e, read, rng)
+                new[e.lhs] = new[e.lhs] + a if e.lhs in new else a
+            for t, a in new.items():
+                self.values[t] = (a > 0).astype(np.float64) if self.is_boolean(t) else a
+        self.report.strata.append(StratumReport(st.tensors, "loop", hi - lo, "fixpoint"))
+
+
+def _dense(v: Value) -> np.ndarray:
+    return v.to_dense() if isinstance(v, Relation) else v
+
+
+def _offset(e: IExpr) -> int:
+    if isinstance(e, IVar):
+        return 0
+    if isinstance(e, IConst):
+        return e.value
+    if e.op in "+-" and isinstance(e.right, IConst):
+        return e.right.value if e.op == "+" else -e.right.value
+    raise TLRuntimeError(f"a virtual index must be t, t+c or t-c, not {e}")
+
+
+def _virtual_const(e: Equation) -> bool:
+    return any(p.virtual and isinstance(p.expr, IConst) for p in e.lhs_pos)
+
+
+def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...], op: str
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Accumulate `res` into an array of `shape` at the left side's index expressions, with `op`."""
+    lhs_vars: list[str] = []
+    for e in lhs:
+        for v in ix_vars(e):
+            if v not in lhs_vars:
+                lhs_vars.append(v)
+    extra = tuple(v for v in res.vars if v not in lhs_vars)
+    if extra:  # e.g. a virtual index bound to one step: sum it away
+        axes = tuple(res.vars.index(v) for v in extra)
+        res = Labeled(np.sum(res.arr, axis=axes), tuple(v for v in res.vars if v not in extra))
+    order = tuple(lhs_vars)
+    grid_shape = tuple(ranges[v][1] - ranges[v][0] for v in order)
+    vals = np.broadcast_to(align(res, order), grid_shape).astype(np.float64, copy=False)
+    plain = all(isinstance(e, IVar) for e in lhs) and len(lhs_vars) == len(lhs)
+    if op == "+" and plain and all(0 <= ranges[v][0] and ranges[v][1] <= n for v, n in zip(order, shape)):
+        acc = np.zeros(shape)
+        acc[tuple(slice(*ranges[v]) for v in order)] = vals
+        return acc, None
+    grids = [np.broadcast_to(np.asarray(index_grid(e, order, ranges)), grid_shape) for e in lhs]
+    valid = np.ones(grid_shape, dtype=bool)
+    for k, g in enumerate(grids):
+        valid &= (g >= 0) & (g < shape[k])
+    idx = tuple(g[valid] for g in grids)
+    v = vals[valid]
+    if op == "+":
+        acc = np.zeros(shape)
+        np.add.at(acc, idx, v)
+        return acc, None
+    if op in ("max", "min"):
+        acc = np.full(shape, -np.inf if op == "max" else np.inf)
+        (np.maximum if op == "max" else np.minimum).at(acc, idx, v)
+        touched = np.zeros(shape, dtype=bool)
+        touched[idx] = True
+        return acc, touched
+    acc, count = np.zeros(shape), np.zeros(shape)
+    np.add.at(acc, idx, v)
+    np.add.at(count, idx, 1.0)
+    return acc, count

@@ -1,0 +1,243 @@
+"""Reading and writing tensors from and to files (``M = "text.txt"`` and ``"out.csv" = M``).
+
+Formats, chosen by the file's extension (case-insensitive):
+
+* ``.txt`` -- a text document, split into words on whitespace only (punctuation stays attached). It reads
+  as the relation M(position, word): "Alice loves Bob" gives rows (0, "Alice"), (1, "loves"), (2, "Bob").
+  Every word stays a string, even one that looks like an integer such as "17": in a document it is a word.
+* ``.csv`` (comma) and ``.tsv`` (tab) -- one tuple per non-empty line; lines starting with ``#`` are
+  comments. A field that is a plain integer (``-?\\d+``) becomes an ``int`` constant, any other field
+  (stripped of surrounding whitespace) a string. Two rules make the format predictable:
+
+  - Header: none is assumed, except that the first row is taken as a header (and skipped) when it has a
+    field that is not a number in a column whose every later field is a number.
+  - Weights: when the file has at least two columns and every field of the last column is a number, with
+    at least one of them not a plain integer (it has a '.', an exponent, or is inf/nan), that column holds
+    the weights of the tuples. Otherwise every column is a constant (so integer weights read as constants).
+
+  All rows must have the same number of fields.
+* ``.npy`` / ``.npz`` -- dense tensors; an ``.npz`` read must hold exactly one array.
+
+Writing is atomic: the data goes to a temporary file in the target's folder, which is flushed, synced
+and renamed onto the target, so a failure never leaves a half-written file and never harms an old one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from tensorlogic.syntax.diagnostics import Span, TLError, TLRuntimeError
+
+_INT = re.compile(r"-?\d+")
+_NUMBER = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|infinity|nan)", re.IGNORECASE)
+_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+_SUPPORTED = ".txt, .csv, .tsv, .npy, .npz"
+
+
+@dataclass
+class TupleData:
+    """A relation read from a file: rows of constants and, optionally, one float64 weight per row."""
+
+    rows: list[tuple[int | str, ...]]
+    weights: np.ndarray | None
+    arity: int
+
+
+def resolve_path(path: str, base_dir: str | Path | None) -> Path:
+    """Resolve a file name from a program: relative paths are relative to ``base_dir``, else to the cwd."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    return (Path(base_dir) if base_dir is not None else Path.cwd()) / p
+
+
+def _constant(token: str) -> int | str:
+    return int(token) if _INT.fullmatch(token) else token
+
+
+def _is_number(token: str) -> bool:
+    return _NUMBER.fullmatch(token) is not None
+
+
+def read_tensor_file(path: str | Path, span: Span | None = None) -> TupleData | np.ndarray:
+    """Read a file as a relation (``TupleData``) or a dense tensor (``np.ndarray``); see the module doc."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in (".txt", ".csv", ".tsv", ".npy", ".npz"):
+        raise TLRuntimeError(f"cannot read '{path.name}': unknown file type '{path.suffix}'", span,
+                             f"supported extensions are {_SUPPORTED}")
+    try:
+        if ext == ".npy":
+            return np.load(path, allow_pickle=False)
+        if ext == ".npz":
+            return _read_npz(path, span)
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TLRuntimeError(f"cannot read '{path.name}': no such file", span,
+                             f"looked for {path.resolve()}") from None
+    except OSError as e:
+        raise TLRuntimeError(f"cannot read '{path.name}': {e.strerror or e}", span,
+                             f"looked for {path.resolve()}") from None
+    except (ValueError, EOFError) as e:  # bad .npy/.npz contents, bad UTF-8 text
+        raise TLRuntimeError(f"cannot read '{path.name}': {e}", span) from None
+    if ext == ".txt":
+        return TupleData([(i, w) for i, w in enumerate(text.split())], None, 2)
+    return _read_table(text, path.name, _DELIMITERS[ext], span)
+
+
+def _read_npz(path: Path, span: Span | None) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as archive:
+        names = list(archive.files)
+        if len(names) != 1:
+            raise TLRuntimeError(f"'{path.name}' holds {len(names)} arrays ({', '.join(names) or 'none'}), "
+                                 "expected exactly one", span, "use one array per .npz file")
+        return archive[names[0]]
+
+
+def _read_table(text: str, name: str, delimiter: str, span: Span | None) -> TupleData:
+    numbered: list[tuple[int, list[str]]] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            fields = next(csv.reader([line], delimiter=delimiter))
+        except csv.Error as e:
+            raise TLRuntimeError(f"{name} line {lineno}: {e}", span) from None
+        numbered.append((lineno, [f.strip() for f in fields]))
+    if not numbered:
+        return TupleData([], None, 0)
+    width = len(numbered[0][1])
+    for lineno, fields in numbered:
+        if len(fields) != width:
+            raise TLRuntimeError(f"{name} line {lineno} has {len(fields)} fields, expected {width}", span,
+                                 "every row of a table file must have the same number of fields")
+    table = [fields for _, fields in numbered]
+    if len(table) > 1 and any(not _is_number(table[0][c]) and all(_is_number(r[c]) for r in table[1:])
+                              for c in range(width)):
+        table = table[1:]
+    last = [r[-1] for r in table]
+    weights = None
+    if width >= 2 and all(map(_is_number, last)) and not all(_INT.fullmatch(t) for t in last):
+        weights = np.array([float(t) for t in last], dtype=np.float64)
+        table = [r[:-1] for r in table]
+        width -= 1
+    return TupleData([tuple(_constant(t) for t in r) for r in table], weights, width)
+
+
+def _format(x: object) -> str:
+    if isinstance(x, (bool, np.bool_)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        return repr(float(x))
+    if isinstance(x, np.integer):
+        return str(int(x))
+    return str(x)
+
+
+def write_tensor_file(path: str | Path, value: np.ndarray | TupleData, span: Span | None = None,
+                      header: list[str] | None = None) -> None:
+    """Write a dense tensor or a relation to ``path``, atomically; the extension picks the format.
+
+    ``.npy``/``.npz`` take a dense array (an ``.npz`` stores it under ``header[0]``, else ``"value"``).
+    ``.csv``/``.tsv`` write one row per nonzero element of a dense array (its indices, then its value; only
+    the indices for a Boolean array; just the value for a 0-d array), or the rows of a ``TupleData`` with
+    the weight as a last column. ``header``, if given, is the first row. ``.txt`` takes (position, word)
+    tuples and writes the words in position order (weights, if any, are ignored).
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    writer: Callable[[IO[bytes]], None]
+    if ext in (".npy", ".npz"):
+        if not isinstance(value, np.ndarray):
+            raise TLRuntimeError(f"cannot write a relation of tuples to '{path.name}'", span,
+                                 f"{ext} files hold dense tensors; write tuples to a .csv or .tsv file")
+        if value.dtype.hasobject:
+            raise TLRuntimeError(f"cannot write an array of Python objects to '{path.name}'", span)
+        key = header[0] if header else "value"
+        arr = value
+        writer = (lambda f: np.save(f, arr, allow_pickle=False)) if ext == ".npy" else (
+            lambda f: np.savez(f, **{key: arr}))
+    elif ext in _DELIMITERS:
+        data = _table_text(value, path.name, _DELIMITERS[ext], header, span).encode("utf-8")
+        writer = lambda f: f.write(data)  # noqa: E731
+    elif ext == ".txt":
+        data = _words_text(value, path.name, span).encode("utf-8")
+        writer = lambda f: f.write(data)  # noqa: E731
+    else:
+        raise TLRuntimeError(f"cannot write '{path.name}': unknown file type '{path.suffix}'", span,
+                             f"supported extensions are {_SUPPORTED}")
+    _atomic_write(path, writer, span)
+
+
+def _table_text(value: np.ndarray | TupleData, name: str, delimiter: str, header: list[str] | None,
+                span: Span | None) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    if header is not None:
+        w.writerow(header)
+    if isinstance(value, TupleData):
+        if value.weights is not None and len(value.weights) != len(value.rows):
+            raise TLRuntimeError(f"cannot write '{name}': {len(value.rows)} rows but "
+                                 f"{len(value.weights)} weights", span)
+        for i, row in enumerate(value.rows):
+            extra = [] if value.weights is None else [_format(float(value.weights[i]))]
+            w.writerow([_format(c) for c in row] + extra)
+        return out.getvalue()
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TLRuntimeError(f"cannot write an array of type {arr.dtype} to '{name}'", span,
+                             "only Boolean, integer and float tensors can be written as tables")
+    if arr.ndim == 0:
+        w.writerow([_format(arr.item())])
+    elif arr.dtype.kind == "b":
+        w.writerows([[str(int(i)) for i in idx] for idx in np.argwhere(arr)])
+    else:
+        for idx in np.argwhere(arr != 0):
+            w.writerow([str(int(i)) for i in idx] + [_format(arr[tuple(idx)])])
+    return out.getvalue()
+
+
+def _words_text(value: np.ndarray | TupleData, name: str, span: Span | None) -> str:
+    hint = "a .txt file is written from a (position, word) relation such as one read from a .txt file"
+    if not isinstance(value, TupleData) or value.arity != 2:
+        raise TLRuntimeError(f"cannot write '{name}': expected (position, word) tuples", span, hint)
+    if not all(len(r) == 2 and isinstance(r[0], int) for r in value.rows):
+        raise TLRuntimeError(f"cannot write '{name}': word positions must be integers", span, hint)
+    words = [str(word) for _, word in sorted(value.rows, key=lambda r: r[0])]
+    return " ".join(words) + "\n"
+
+
+def _atomic_write(path: Path, writer: Callable[[IO[bytes]], None], span: Span | None) -> None:
+    tmp_name: str | None = None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                         delete=False) as tmp:
+            tmp_name = tmp.name
+            writer(tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except TLError:
+        raise
+    except FileNotFoundError:
+        raise TLRuntimeError(f"cannot write '{path.name}': no such folder", span,
+                             f"looked for {path.parent.resolve()}") from None
+    except (OSError, ValueError, TypeError) as e:
+        raise TLRuntimeError(f"cannot write '{path.name}': {e}", span) from None
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass

@@ -1,0 +1,135 @@
+"""Boolean equations as relational queries: sparse joins over integer tuples.
+
+An equation whose left side is a relation and whose right side is a join of Boolean reads (plain variables
+and constants), built-in comparisons and negated reads is a conjunctive query. `RelationalForm` recognises
+it once; `evaluate` runs it with `backends.relations.join_project` (sort-merge or sparse-matrix joins, in
+the planner's greedy order), filters comparisons, anti-joins negations and projects onto the head with
+deduplication. Semi-naive evaluation substitutes one body atom's relation with its delta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backends.relations import Relation, join_project
+from ..ir.nodes import Compare, Equation, IConst, IVar, Join, Node, Not, Read, Reduce
+
+_CMP = {"!=": np.not_equal, "==": np.equal, "<": np.less, "<=": np.less_equal, ">": np.greater,
+        ">=": np.greater_equal}
+
+
+@dataclass
+class RelationalForm:
+    """An equation seen as `head :- atoms, comparisons, not negated`."""
+
+    eq: Equation
+    atoms: list[Read]
+    compares: list[Compare]
+    negated: list[Read]
+
+
+def _plain(r: Read) -> bool:
+    return all(isinstance(p.expr, IVar | IConst) and not p.virtual for p in r.pos)
+
+
+def relational_form(eq: Equation, is_boolean: Callable[[str], bool]) -> RelationalForm | None:
+    """The equation as a conjunctive query, or None when it needs dense evaluation."""
+    if not eq.boolean or eq.op != "+" or eq.virtual_var is not None:
+        return None
+    if not all(isinstance(p.expr, IVar | IConst) and not p.virtual for p in eq.lhs_pos):
+        return None
+    body: Node = eq.rhs.operand if isinstance(eq.rhs, Reduce) else eq.rhs
+    factors = body.factors if isinstance(body, Join) and not any(body.divides) else [body]
+    atoms, compares, negated = [], [], []
+    for f in factors:
+        if isinstance(f, Read) and _plain(f) and is_boolean(f.tensor):
+            atoms.append(f)
+        elif isinstance(f, Compare) and all(isinstance(x, IVar | IConst) for x in (f.left, f.right)):
+            compares.append(f)
+        elif isinstance(f, Not) and _plain(f.operand) and is_boolean(f.operand.tensor):
+            negated.append(f.operand)
+        else:
+            return None
+    pos_vars = {p.expr.name for a in atoms for p in a.pos if isinstance(p.expr, IVar)}
+    if not pos_vars:
+        return None
+    needed = {p.expr.name for p in eq.lhs_pos if isinstance(p.expr, IVar)}
+    needed |= {x.name for c in compares for x in (c.left, c.right) if isinstance(x, IVar)}
+    needed |= {p.expr.name for a in negated for p in a.pos if isinstance(p.expr, IVar)}
+    if not needed <= pos_vars:
+        return None  # an unsafe rule: some variable is bound by no positive atom
+    return RelationalForm(eq, atoms, compares, negated)
+
+
+def _operand(rel: Relation, r: Read) -> tuple[Relation, tuple[str, ...]]:
+    """Select the read's constants, keep its variable columns."""
+    for k, p in enumerate(r.pos):
+        if isinstance(p.expr, IConst):
+            if not 0 <= p.expr.value < rel.shape[k]:
+                return Relation.empty(0, ()), ()
+            rel = rel.select(k, p.expr.value)
+    keep = [k for k, p in enumerate(r.pos) if isinstance(p.expr, IVar)]
+    names = tuple(r.pos[k].expr.name for k in keep)
+    if len(keep) == len(r.pos):
+        return rel, names
+    cols = rel.cols[:, keep]
+    return Relation.from_tuples(cols, len(keep), tuple(rel.shape[k] for k in keep)), names
+
+
+def evaluate(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[str, int],
+             head_shape: tuple[int, ...], bind: dict[str, int] | None = None) -> Relation:
+    """Tuples of the head derived by one evaluation of the rule body.
+
+    `get(read)` gives each atom's relation (the full one, or a delta in semi-naive rounds); `bind` fixes
+    variables to values (a query's constants pushed into the rule).
+    """
+    eq = form.eq
+    operands = []
+    for a in form.atoms:
+        rel, names = _operand(get(a), a)
+        if not names and len(rel) == 0:
+            return Relation.empty(len(head_shape), head_shape)
+        if not names:
+            continue  # a ground atom that holds: no constraint
+        if bind:
+            for k, v in enumerate(names):
+                if v in bind:
+                    rel = rel.select(k, bind[v])
+        operands.append((rel, names))
+    if any(len(r) == 0 for r, _ in operands):
+        return Relation.empty(len(head_shape), head_shape)
+    out_vars: list[str] = []
+    for p in eq.lhs_pos:
+        if isinstance(p.expr, IVar) and p.expr.name not in out_vars:
+            out_vars.append(p.expr.name)
+    for c in form.compares:
+        for x in (c.left, c.right):
+            if isinstance(x, IVar) and x.name not in out_vars:
+                out_vars.append(x.name)
+    for a in form.negated:
+        for p in a.pos:
+            if isinstance(p.expr, IVar) and p.expr.name not in out_vars:
+                out_vars.append(p.expr.name)
+    res = join_project(operands, tuple(out_vars), sizes)
+    cols = res.cols
+    if form.compares or form.negated:
+        mask = np.ones(len(cols), dtype=bool)
+        for c in form.compares:
+            a = cols[:, out_vars.index(c.left.name)] if isinstance(c.left, IVar) else c.left.value
+            b = cols[:, out_vars.index(c.right.name)] if isinstance(c.right, IVar) else c.right.value
+            mask &= _CMP[c.op](a, b)
+        for a in form.negated:
+            rows = np.stack([cols[:, out_vars.index(p.expr.name)] if isinstance(p.expr, IVar)
+                             else np.full(len(cols), p.expr.value) for p in a.pos], axis=1) if a.pos else None
+            if rows is not None and len(rows):
+                mask &= ~get(a).contains(rows)
+        cols = cols[mask]
+    head_cols = [cols[:, out_vars.index(p.expr.name)] if isinstance(p.expr, IVar)
+                 else np.full(len(cols), p.expr.value, dtype=np.int64) for p in eq.lhs_pos]
+    if not head_cols:
+        return Relation.from_tuples(np.zeros((min(1, len(cols)), 0), np.int64), 0, ())
+    rows = np.stack(head_cols, axis=1) if len(cols) else np.zeros((0, len(head_cols)), np.int64)
+    return Relation.from_tuples(rows, len(head_cols), head_shape)

@@ -1,0 +1,99 @@
+"""Diagnostics: the one error type of tensorlogic and its rendering.
+
+Every error a user can cause (syntax, analysis, runtime limits, files) is a `TLError` carrying one or
+more `Diagnostic`s. A diagnostic renders as ``file:line:col: error: message``, the source line, a caret
+under the spot, and an optional hint, so the CLI and REPL can print it without a Python traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of source text: 1-based line and column of its start and end (end exclusive)."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+    source: str = field(default="", repr=False, compare=False)
+
+    def line_text(self) -> str:
+        lines = self.source.splitlines()
+        if 1 <= self.line <= len(lines):
+            return lines[self.line - 1]
+        return ""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass
+class Diagnostic:
+    """One problem found in a program: where, what, and what to do about it."""
+
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+    severity: str = "error"
+    notes: list[tuple[str, Span | None]] = field(default_factory=list)
+
+    def render(self) -> str:
+        out = []
+        where = f"{self.span}: " if self.span is not None else ""
+        out.append(f"{where}{self.severity}: {self.message}")
+        if self.span is not None:
+            out.extend(_excerpt(self.span))
+        for note, span in self.notes:
+            where = f"{span}: " if span is not None else ""
+            out.append(f"{where}note: {note}")
+            if span is not None:
+                out.extend(_excerpt(span))
+        if self.hint:
+            out.append(f"  hint: {self.hint}")
+        return "\n".join(out)
+
+
+def _excerpt(span: Span) -> list[str]:
+    text = span.line_text()
+    if not text:
+        return []
+    width = max(1, (span.end_col - span.col) if span.end_line == span.line else len(text) - span.col + 1)
+    lead = " " * 4
+    caret = lead + " " * (span.col - 1) + "^" + "~" * (width - 1)
+    return [lead + text, caret.rstrip()]
+
+
+class TLError(Exception):
+    """An error in a tensorlogic program or its use, with one or more rendered diagnostics."""
+
+    def __init__(self, diagnostics: Diagnostic | list[Diagnostic] | str, span: Span | None = None,
+                 hint: str | None = None) -> None:
+        if isinstance(diagnostics, str):
+            diagnostics = [Diagnostic(diagnostics, span, hint)]
+        elif isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics: list[Diagnostic] = list(diagnostics)
+        super().__init__(self.render())
+
+    @property
+    def message(self) -> str:
+        return self.diagnostics[0].message
+
+    def render(self) -> str:
+        return "\n".join(d.render() for d in self.diagnostics)
+
+
+class TLSyntaxError(TLError):
+    """The source text does not parse."""
+
+
+class TLAnalysisError(TLError):
+    """The program parses but is ill-formed: undefined names, shapes, domains, ranges."""
+
+
+class TLRuntimeError(TLError):
+    """Evaluation failed or was stopped by a resource limit."""
