@@ -301,7 +301,7 @@ class _Analyzer:
         for key in list(uf.parent):
             root = uf.find(key)
             if root not in root_name:
-                root_name[root] = root[1] if root[0] == "@" else f"{root[0]}.{root[1]}"
+                root_name[root] = root[1] if root[0] == "@" else f"{key[0]}.{key[1]}"
                 self.domains[root_name[root]] = Domain(root_name[root])
             if key[0] != "@":
                 self.slot_domain[key] = root_name[root]

@@ -29,10 +29,11 @@ tuples.
     * a scipy.sparse CSR matrix product, when every shared variable is projected away right after the join
       (``A(x,y) B(y,z) -> (x,z)``, with groups of variables encoded into one row / inner / column index) and
       the join has enough matching pairs for the product to beat materialising them; or
-    * a sort-merge join: the shared variables are encoded into one int64 key per row, one side is argsorted,
-      ``np.searchsorted`` finds the run of matches of every row of the other side, and the matching pairs are
-      expanded with ``np.repeat`` and cumulative offsets, followed by a sort-based dedup when a variable was
-      projected away.
+    * a sort-merge join: the shared variables are encoded into one int64 key per row (dense ranks when the
+      radix product exceeds 2**62), one side is argsorted, ``np.searchsorted`` (or, for a small key range,
+      ``np.bincount`` offsets) finds the run of matches of every row of the other side, and the matching
+      pairs are expanded with ``np.repeat`` and cumulative offsets, followed by a sort-based dedup when a
+      variable was projected away.
 """
 
 from __future__ import annotations
