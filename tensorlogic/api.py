@@ -95,18 +95,17 @@ class Program:
 
     # ------------------------------------------------------------ running
     def run(self, **inputs: Any) -> list[Answer]:
-        """Forward-chain the whole program with these inputs, answer its queries, write its files."""
+        """Run with these inputs: answer the queries and write the files, computing only what they need
+        (backward chaining); a program with neither is forward-chained to the end. Other tensors are computed
+        when first read (`prog["Name"]`)."""
         self.analyze(**inputs)
         ex = self.executor
-        ex.ensure(None)
+        if not self.analyzed.queries and not self.analyzed.writes:
+            ex.ensure(None)
         self.answers = [Answer(q.text, answer(ex, q), q) for q in self.analyzed.queries]
         for w in self.analyzed.writes:
+            ex.ensure({w.tensor})
             self._write(w.path, w.tensor, w.span)
-        return self.answers
-
-    def answer_queries(self) -> list[Answer]:
-        """Answer the program's queries computing only what they need (backward chaining)."""
-        self.answers = [Answer(q.text, answer(self.executor, q), q) for q in self.analyzed.queries]
         return self.answers
 
     def __getitem__(self, name: str) -> np.ndarray:

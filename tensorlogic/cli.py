@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `tl show prog.tl | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

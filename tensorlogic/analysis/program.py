@@ -159,8 +159,12 @@ class _Analyzer:
     def expand_bare_queries(self) -> None:
         """`C?` for a tensor with indices asks for the whole tensor: give it fresh index variables."""
         arity: dict[str, int] = {}
+        virtual: dict[str, int] = {}
         for eq in self.low.equations:
             arity.setdefault(eq.lhs, len(eq.lhs_pos))
+            for k, p in enumerate(eq.lhs_pos):
+                if p.virtual:
+                    virtual[eq.lhs] = k
         for c in self.contribs:
             arity.setdefault(c.tensor, c.arity)
         for d in self.low.decls:
@@ -169,8 +173,12 @@ class _Analyzer:
         for q in self.low.queries:
             if isinstance(q.expr, Read) and not q.expr.pos and arity.get(q.expr.tensor, 0) > 0:
                 n = arity[q.expr.tensor]
-                q.expr.pos = tuple(Pos(IVar(f"i{k + 1}" if n > 1 else "i")) for k in range(n))
-                q.free = tuple(p.expr.name for p in q.expr.pos)
+                vk = virtual.get(q.expr.tensor)
+                stored = n - (vk is not None)
+                q.expr.pos = tuple(Pos(IConst(0), virtual=True) if k == vk else
+                                   Pos(IVar(f"i{k + 1 - (vk is not None and k > vk)}" if stored > 1 else "i"))
+                                   for k in range(n))
+                q.free = tuple(p.expr.name for p in q.expr.pos if isinstance(p.expr, IVar))
 
     def collect_names(self) -> None:
         self.expand_bare_queries()

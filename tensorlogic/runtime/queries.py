@@ -46,6 +46,8 @@ def _pushdown(ex: Executor, r: Read) -> Relation | None:
     if not consts:
         return None
     sts = strata(ex.prog.equations, {name})
+    if not sts or name not in sts[-1].tensors:
+        return None
     st = sts[-1]
     if st.tensors != [name] or any(ex.forms.get(e.id) is None for e in st.equations):
         return None
