@@ -103,8 +103,8 @@ def _syntax_error(err: UnexpectedInput, file: str, source: str) -> TLSyntaxError
         msg = f"unexpected {what}; expected {_expected_words(set(err.expected))}"
         width = max(1, len(str(tok))) if tok.type not in ("_NL", "$END") else 1
         span = Span(file, line, col, line, col + width, source)
-        if tok.type == "_NL" and "RPAR" in err.expected | set(getattr(err, "accepts", ()) or ()):
-            hint = "a bracket is still open"
+        if err.expected & {"RPAR", "RSQB"} and tok.type not in ("RPAR", "RSQB"):
+            hint = "is a bracket left open? A statement inside ( ) or [ ] continues over new lines"
         if str(tok) == "(" and "ASSIGN" in err.expected:
             hint = "write a product with a parenthesised factor as `A * (B + C)`"
     return TLSyntaxError(Diagnostic(msg, span, hint))
@@ -379,6 +379,46 @@ class _StatementError(Exception):
         self.message, self.span = message, span
 
 
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """(first line number, text) of each statement-sized chunk, for error recovery: a line, joined with the
+    next ones while brackets are open and the next line does not look like a new statement."""
+    lines = text.splitlines()
+    out, n = [], 0
+    while n < len(lines):
+        start, buf, depth = n, [lines[n]], 0
+        while True:
+            code = lines[n].split("#", 1)[0]
+            depth += sum(code.count(c) for c in "([") - sum(code.count(c) for c in ")]")
+            nxt = lines[n + 1] if n + 1 < len(lines) else None
+            if depth <= 0 or nxt is None or (nxt[:1].isalpha() and nxt[:1].isupper()) or nxt.startswith('"'):
+                break
+            n += 1
+            buf.append(lines[n])
+        out.append((start + 1, "\n".join(buf)))
+        n += 1
+    return out
+
+
+def _more_errors(text: str, file: str, first: UnexpectedInput) -> list[Diagnostic]:
+    """Syntax errors after the first one: parse the remaining statements one chunk at a time."""
+    first_line = getattr(first, "line", None) or 0
+    found: list[Diagnostic] = []
+    for start, chunk in _logical_lines(text):
+        if start <= first_line + chunk.count("\n") and start + chunk.count("\n") >= first_line:
+            continue
+        if start < first_line or not chunk.strip():
+            continue
+        padded = "\n" * (start - 1) + chunk + "\n"
+        try:
+            _lark().parse(padded)
+        except UnexpectedInput as err:
+            d = _syntax_error(err, file, text).diagnostics[0]
+            found.append(d)
+        if len(found) >= 20:
+            break
+    return found
+
+
 def parse_tree(source: str) -> Tree:
     """The raw lark tree (for `tl show --tree` and debugging)."""
     return _lark().parse(source)
@@ -390,7 +430,8 @@ def parse(source: str, file: str = "<input>") -> ast.Program:
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as err:
-        raise _syntax_error(err, file, text) from None
+        first = _syntax_error(err, file, text)
+        raise TLSyntaxError(first.diagnostics + _more_errors(text, file, err)) from None
     try:
         stmts = _ToAST(file, text).transform(tree)
     except VisitError as err:
