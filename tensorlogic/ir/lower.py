@@ -188,6 +188,9 @@ class _Lowerer:
             c.into = into[0]
             exclude |= set(c.merged)
         e.rhs = place_summations(e.rhs, keep | rhs_vars_extra, exclude)
+        if e.op != "+" and isinstance(e.rhs, Reduce):
+            # max=, min=, avg= project the indices summed at the top with their own operator instead
+            e.rhs = e.rhs.operand
         if self.slices:
             self.out.slices[eq_id] = list(self.slices)
         return e

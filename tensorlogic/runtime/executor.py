@@ -60,6 +60,7 @@ class Executor:
         self.max_iterations = int(prog.settings.get("max_iterations", DEFAULT_MAX_ITERATIONS))
         self.tolerance = float(prog.settings.get("tolerance", DEFAULT_TOLERANCE))
         self.debug = debug if debug is not None else "plan" in os.environ.get("TL_DEBUG", "")
+        self._initial: dict[str, Value] = {}
         self.forms = {eq.id: relational.relational_form(eq, self.is_boolean) for eq in prog.equations}
         for name in prog.tensors:
             self.values[name] = self.initial(name)
@@ -69,6 +70,13 @@ class Executor:
         return self.prog.tensors[name].boolean
 
     def initial(self, name: str) -> Value:
+        """The tensor's value before any equation: its data, seeded random values if learnable, or empty."""
+        if name not in self._initial:
+            self._initial[name] = self._make_initial(name)
+        v = self._initial[name]
+        return v if isinstance(v, Relation) else v.copy()
+
+    def _make_initial(self, name: str) -> Value:
         t = self.prog.tensors[name]
         shape = t.storage_shape
         data = self.prog.data.get(name)
@@ -208,6 +216,8 @@ class Executor:
     def semi_naive(self, st: Stratum, bind: dict[int, dict[str, int]] | None = None) -> None:
         """Least fixpoint of a relational stratum; `bind` fixes variables per equation id (query pushdown)."""
         names = set(st.tensors)
+        outside = {a.tensor: self.relation(a.tensor) for e in st.equations for a in reads(e.rhs)
+                   if a.tensor not in names}  # converted once, not once per round
         full: dict[str, Relation] = {}
         for t in st.tensors:
             v = self.initial(t)
@@ -217,7 +227,7 @@ class Executor:
         # round 1: every rule on the initial values
         for f in forms:
             b = (bind or {}).get(f.eq.id)
-            new = self.eval_relational(f, lambda r: full[r.tensor] if r.tensor in names else self.relation(r.tensor), b)
+            new = self.eval_relational(f, lambda r: full[r.tensor] if r.tensor in names else outside[r.tensor], b)
             delta[f.eq.lhs] = delta[f.eq.lhs].union(new.difference(full[f.eq.lhs]))
         for t in st.tensors:
             full[t] = full[t].union(delta[t])
@@ -238,7 +248,7 @@ class Executor:
                     def get(r: Read, a=a, delta=delta) -> Relation:
                         if r is a:
                             return delta[r.tensor]
-                        return full[r.tensor] if r.tensor in names else self.relation(r.tensor)
+                        return full[r.tensor] if r.tensor in names else outside[r.tensor]
 
                     new = self.eval_relational(f, get, b)
                     new_delta[f.eq.lhs] = new_delta[f.eq.lhs].union(new.difference(full[f.eq.lhs]))
@@ -349,9 +359,14 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
             if v not in lhs_vars:
                 lhs_vars.append(v)
     extra = tuple(v for v in res.vars if v not in lhs_vars)
-    if extra:  # e.g. a virtual index bound to one step: sum it away
+    per_cell = 1  # contributions folded into each grid cell (for avg=)
+    if extra:  # indices projected by the operator (max=, ...), or a virtual index bound to one step
         axes = tuple(res.vars.index(v) for v in extra)
-        res = Labeled(np.sum(res.arr, axis=axes), tuple(v for v in res.vars if v not in extra))
+        fold = {"max": np.max, "min": np.min}.get(op, np.sum)
+        arr = fold(res.arr, axis=axes) if res.arr.size else np.zeros(
+            [n for k, n in enumerate(np.shape(res.arr)) if k not in axes])
+        per_cell = int(np.prod([np.shape(res.arr)[a] for a in axes]))
+        res = Labeled(arr, tuple(v for v in res.vars if v not in extra))
     order = tuple(lhs_vars)
     grid_shape = tuple(ranges[v][1] - ranges[v][0] for v in order)
     vals = np.broadcast_to(align(res, order), grid_shape).astype(np.float64, copy=False)
@@ -360,6 +375,11 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
         acc = np.zeros(shape)
         acc[tuple(slice(*ranges[v]) for v in order)] = vals
         return acc, None
+    if not lhs:  # a scalar left side
+        total = np.asarray(vals, dtype=np.float64).reshape(())
+        if op in ("max", "min"):
+            return total.copy(), np.array(True)
+        return total.copy(), (np.array(float(per_cell)) if op == "avg" else None)
     grids = [np.broadcast_to(np.asarray(index_grid(e, order, ranges)), grid_shape) for e in lhs]
     valid = np.ones(grid_shape, dtype=bool)
     for k, g in enumerate(grids):
@@ -378,5 +398,5 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
         return acc, touched
     acc, count = np.zeros(shape), np.zeros(shape)
     np.add.at(acc, idx, v)
-    np.add.at(count, idx, 1.0)
+    np.add.at(count, idx, float(per_cell))
     return acc, count
