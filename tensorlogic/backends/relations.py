@@ -54,6 +54,16 @@ _KEY_LIMIT = 1 << 62
 # random graphs, numpy 2.4 / scipy 1.17).
 _SPARSE_MIN_PAIRS = 4096
 _SPARSE_RATIO = 1.0
+# Such a product goes through one dense factor and a dense result (see `_Query._sparse`) when its estimated
+# cost, in touched cells, is at most _DENSE_RATIO times the number of matching pairs (a pair costs the sparse
+# product ~25 ns with the sort of its output, a dense cell ~1 ns) and the result has at most _DENSE_MAX_CELLS
+# cells.
+_DENSE_RATIO = 8.0
+_DENSE_MAX_CELLS = 1 << 27
+# Set operations on keys in a range [0, ext) with ext <= _BITMAP_RATIO * (number of keys involved) + _BITMAP_MIN
+# use a Boolean bitmap of length ext (a scatter, a gather or a scan) instead of binary searches and merges.
+_BITMAP_RATIO = 16
+_BITMAP_MIN = 1 << 16
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -107,7 +117,7 @@ def _sorted_unique(keys: np.ndarray) -> np.ndarray:
     keep = np.empty(k.shape[0], dtype=bool)
     keep[0] = True
     np.not_equal(k[1:], k[:-1], out=keep[1:])
-    return k[keep]
+    return np.compress(keep, k)
 
 
 def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +130,18 @@ def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     np.not_equal(k[1:], k[:-1], out=new[1:])
     inv = np.empty(n, dtype=np.int64)
     inv[order] = np.cumsum(new) - 1
-    return k[new], inv
+    return np.compress(new, k), inv
+
+
+def _col_min(cols: np.ndarray) -> np.ndarray:
+    """Minimum of each column of a non-empty (n, k) array (column by column: numpy's ``min(axis=0)`` over
+    few columns is an order of magnitude slower)."""
+    return np.array([cols[:, j].min() for j in range(cols.shape[1])], dtype=np.int64)
+
+
+def _col_max(cols: np.ndarray) -> np.ndarray:
+    """Maximum of each column of a non-empty (n, k) array (see `_col_min`)."""
+    return np.array([cols[:, j].max() for j in range(cols.shape[1])], dtype=np.int64)
 
 
 def _is_strictly_increasing(a: np.ndarray) -> bool:
@@ -139,11 +160,11 @@ def _lex_unique(cols: np.ndarray) -> np.ndarray:
     if k == 0:
         return cols[:1]
     order = np.lexsort(cols.T[::-1])
-    c = cols[order]
+    c = np.take(cols, order, axis=0)
     keep = np.empty(n, dtype=bool)
     keep[0] = True
     np.any(c[1:] != c[:-1], axis=1, out=keep[1:])
-    return c[keep]
+    return np.compress(keep, c, axis=0)
 
 
 def _unique_rows(cols: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
@@ -177,8 +198,24 @@ def _common_keys(a: Relation, b: Relation) -> tuple[np.ndarray, np.ndarray] | No
     return _encode(a.cols, shape), _encode(b.cols, shape)
 
 
-def _merge_disjoint(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Merge two sorted key arrays with no common element (linear: one binary search per element of y)."""
+def _bitmap(ext: int, *key_arrays: np.ndarray) -> np.ndarray:
+    """Boolean array of length `ext`, True at every key of the given arrays (keys in [0, ext))."""
+    bm = np.zeros(ext, dtype=bool)
+    for keys in key_arrays:
+        bm[keys] = True
+    return bm
+
+
+def _use_bitmap(ext: int | None, n: int) -> bool:
+    """Whether set operations on `n` keys in [0, ext) should go through a Boolean bitmap of length `ext`."""
+    return ext is not None and ext <= _BITMAP_RATIO * n + _BITMAP_MIN
+
+
+def _merge_disjoint(x: np.ndarray, y: np.ndarray, ext: int | None = None) -> np.ndarray:
+    """Merge two sorted key arrays with no common element (keys in [0, ext) when `ext` is given): linear,
+    by one binary search per element of the shorter array, or by a bitmap scan when the key range is small."""
+    if _use_bitmap(ext, x.shape[0] + y.shape[0]):
+        return np.flatnonzero(_bitmap(ext, x, y)).astype(np.int64, copy=False)
     if x.shape[0] < y.shape[0]:
         x, y = y, x
     pos = np.searchsorted(x, y)
@@ -191,8 +228,13 @@ def _merge_disjoint(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def _member_any(runs: Sequence[np.ndarray], queries: np.ndarray) -> np.ndarray:
-    """Boolean mask: queries[i] in any of the sorted key arrays `runs`."""
+def _member_any(runs: Sequence[np.ndarray], queries: np.ndarray, ext: int | None = None) -> np.ndarray:
+    """Boolean mask: queries[i] in any of the sorted key arrays `runs` (all keys in [0, ext) when `ext` is
+    given: then a small key range is tested with a bitmap, which beats binary search by 10x or more)."""
+    if queries.shape[0] == 0:
+        return np.zeros(0, dtype=bool)
+    if _use_bitmap(ext, queries.shape[0] + sum(int(r.shape[0]) for r in runs)):
+        return _bitmap(ext, *runs)[queries]
     mask = np.zeros(queries.shape[0], dtype=bool)
     for run in runs:
         mask |= _member(run, queries)
@@ -269,7 +311,7 @@ class Relation:
         cols = _as_rows(cols, arity)
         n = cols.shape[0]
         if n and arity:
-            lo, hi = cols.min(axis=0), cols.max(axis=0)
+            lo, hi = _col_min(cols), _col_max(cols)
             bad = np.flatnonzero((lo < 0) | (hi >= np.asarray(shape, dtype=np.int64)))
             if bad.size:
                 p = int(bad[0])
@@ -331,7 +373,7 @@ class Relation:
         """Relation of `rows` (sorted and deduplicated); `shape=None` means max id + 1 per position."""
         if shape is None:
             cols = _as_rows(rows, arity)
-            shape = tuple(int(m) + 1 for m in cols.max(axis=0)) if cols.shape[0] else (0,) * arity
+            shape = tuple(int(m) + 1 for m in _col_max(cols)) if cols.shape[0] else (0,) * arity
             return Relation(cols, shape)
         if len(shape) != arity:
             raise ValueError(f"shape {tuple(shape)} does not have {arity} positions")
@@ -365,14 +407,22 @@ class Relation:
         """Sorted mixed-radix keys of the rows under `shape`, or None when prod(shape) exceeds 2**62."""
         if self._keys is None and self._fits:
             if self._runs is not None:
-                keys = self._runs[0]
-                for run in self._runs[1:]:
-                    keys = _merge_disjoint(keys, run)
+                ext = self._ext()
+                if _use_bitmap(ext, self._n):
+                    keys = np.flatnonzero(_bitmap(ext, *self._runs)).astype(np.int64, copy=False)
+                else:
+                    keys = self._runs[0]
+                    for run in self._runs[1:]:
+                        keys = _merge_disjoint(keys, run)
                 self._keys = _readonly(keys)
                 self._runs = None
             else:
                 self._keys = _readonly(_encode(self._cols, self.shape))
         return self._keys
+
+    def _ext(self) -> int | None:
+        """Size of the key range, prod(shape), or None when keys do not fit in int64."""
+        return _radix_product(self.shape) if self._fits else None
 
     def _key_runs(self) -> tuple[np.ndarray, ...] | None:
         """Disjoint sorted key arrays whose union is the relation (without merging pending runs)."""
@@ -433,7 +483,7 @@ class Relation:
             runs = [_encode(big.cols, shape)]
         add = small._get_keys() if small.shape == shape else _encode(small.cols, shape)
         if small._excluded is not big:
-            add = add[~_member_any(runs, add)]
+            add = np.compress(~_member_any(runs, add, _radix_product(shape)), add)
         if add.shape[0] == 0:
             return big if big.shape == shape else Relation._make(shape, keys=runs[0])
         # Log-structured merge: keep pending runs whose lengths at least double from the last to the first,
@@ -441,7 +491,7 @@ class Relation:
         runs.append(add)
         while len(runs) > 1 and runs[-2].shape[0] <= 2 * runs[-1].shape[0]:
             y = runs.pop()
-            runs[-1] = _merge_disjoint(runs[-1], y)
+            runs[-1] = _merge_disjoint(runs[-1], y, _radix_product(shape))
         if len(runs) == 1:
             return Relation._make(shape, keys=runs[0])
         return Relation._make(shape, runs=tuple(runs))
@@ -452,7 +502,7 @@ class Relation:
         if len(self) == 0 or len(other) == 0:
             return self
         if self.shape == other.shape and self._fits:
-            keep = ~_member_any(other._key_runs(), self._get_keys())
+            keep = ~_member_any(other._key_runs(), self._get_keys(), self._ext())
         else:
             ck = _common_keys(self, other)
             if ck is None:
@@ -463,8 +513,8 @@ class Relation:
         if keep.all():
             out = Relation._make(self.shape, cols=self._cols, keys=self._keys, runs=self._runs)
         else:
-            cols = None if self._cols is None else self._cols[keep]
-            keys = None if self._keys is None else self._keys[keep]
+            cols = None if self._cols is None else np.compress(keep, self._cols, axis=0)
+            keys = None if self._keys is None else np.compress(keep, self._keys)
             out = Relation._make(self.shape, cols=cols, keys=keys)
         out._excluded = other
         return out
@@ -485,7 +535,7 @@ class Relation:
             rq, rs = _rank_rows(q, self.cols)
             out[inside] = np.isin(rq, rs)
         else:
-            out[inside] = _member_any(runs, _encode(q, self.shape))
+            out[inside] = _member_any(runs, _encode(q, self.shape), self._ext())
         return out
 
     def select(self, position: int, value: int) -> Relation:
@@ -503,7 +553,9 @@ class Relation:
             return Relation._make(self.shape, cols=cols, keys=keys[lo:hi])
         mask = self.cols[:, position] == value
         return Relation._make(
-            self.shape, cols=self.cols[mask], keys=None if self._keys is None else self._keys[mask]
+            self.shape,
+            cols=np.compress(mask, self.cols, axis=0),
+            keys=None if self._keys is None else np.compress(mask, self._keys),
         )
 
     def with_shape(self, shape: Iterable[int]) -> Relation:
@@ -515,7 +567,7 @@ class Relation:
             raise ValueError(f"shape {shape} does not have {self.arity} positions")
         cols = self.cols
         if len(self):
-            hi = cols.max(axis=0)
+            hi = _col_max(cols)
             bad = np.flatnonzero(hi >= np.asarray(shape, dtype=np.int64))
             if bad.size:
                 p = int(bad[0])
@@ -590,7 +642,7 @@ class _Query:
                 mask = np.empty(n, dtype=bool)
                 mask[0] = True
                 np.any(c[1:] != c[:-1], axis=1, out=mask[1:])
-                c = c[mask]
+                c = np.compress(mask, c, axis=0)
             return _Table(np.ascontiguousarray(c), tuple(kept), True)
         kept.sort(key=self.prio.__getitem__)
         idx = [t.vars.index(v) for v in kept]
@@ -651,7 +703,7 @@ class _Query:
             and total >= _SPARSE_RATIO * (len(a) + len(b))
             and len(drop) == len(shared)
         ):
-            res = self._sparse(a, b, shared, ka, kb, kext)
+            res = self._sparse(a, b, shared, ka, kb, kext, total)
             if res is not None:
                 return res
         # expand the matching pairs: probe row i meets build rows order[lo[i] : lo[i] + cnt[i]]
@@ -696,10 +748,12 @@ class _Query:
         return inv, int(uniq.shape[0]), _decode(uniq, sizes)
 
     def _sparse(
-        self, a: _Table, b: _Table, shared: list[str], sa: np.ndarray, sb: np.ndarray, inner: int
+        self, a: _Table, b: _Table, shared: list[str], sa: np.ndarray, sb: np.ndarray, inner: int, total: int
     ) -> _Table | None:
-        """A(ra, s) B(s, rb) -> (ra, rb) by a CSR product, given the shared keys `sa`, `sb` (values in
-        [0, inner)); None if the row or column indices do not fit in int64."""
+        """A(ra, s) B(s, rb) -> (ra, rb) by a matrix product, given the shared keys `sa`, `sb` (values in
+        [0, inner)) and the number of matching pairs `total`; None if the row or column indices do not fit
+        in int64. The product is CSR x CSR, or, when the result is dense enough that scanning it costs less
+        than sorting the sparse product's entries, dense x CSR (or CSR x dense) into a dense result."""
         ra = [v for v in a.vars if v not in shared]
         rb = [v for v in b.vars if v not in shared]
         ra.sort(key=self.prio.__getitem__)
@@ -715,12 +769,25 @@ class _Query:
             uniq, inv = _unique_inverse(np.concatenate([sa, sb]))
             sa, sb, inner = inv[:na], inv[na:], int(uniq.shape[0])
         (r, nrow, rvals), (c, ncol, cvals) = rows, cols
-        ma = _csr(r, sa, nrow, inner)
-        mb = _csr(sb, c, inner, ncol)
-        prod = ma @ mb
-        prod.sort_indices()
-        out_r = np.repeat(np.arange(nrow, dtype=np.int64), np.diff(prod.indptr))
-        out_c = prod.indices.astype(np.int64, copy=False)
+        # Cost of a product with one dense factor: zero it and scatter its entries, one axpy of a dense row
+        # per entry of the sparse factor, then one scan of the dense (nrow, ncol) result.
+        cost_a = nrow * inner + nb * nrow + nrow * ncol  # A dense, B sparse
+        cost_b = inner * ncol + na * ncol + nrow * ncol  # A sparse, B dense
+        if min(cost_a, cost_b) <= _DENSE_RATIO * total and nrow * ncol <= _DENSE_MAX_CELLS:
+            if cost_a <= cost_b:
+                dense = np.zeros(nrow * inner, dtype=np.float32)
+                dense[r * inner + sa] = 1
+                prod = dense.reshape(nrow, inner) @ _csr(sb, c, inner, ncol)
+            else:
+                dense = np.zeros(inner * ncol, dtype=np.float32)
+                dense[sb * ncol + c] = 1
+                prod = _csr(r, sa, nrow, inner) @ dense.reshape(inner, ncol)
+            out_r, out_c = np.divmod(np.flatnonzero(np.asarray(prod) > 0), ncol)
+        else:
+            prod = _csr(r, sa, nrow, inner) @ _csr(sb, c, inner, ncol)
+            prod.sort_indices()
+            out_r = np.repeat(np.arange(nrow, dtype=np.int64), np.diff(prod.indptr))
+            out_c = prod.indices.astype(np.int64, copy=False)
         parts = [
             _decode(out_r, self.sizes(ra)) if rvals is None else rvals[out_r],
             _decode(out_c, self.sizes(rb)) if cvals is None else cvals[out_c],
@@ -829,7 +896,7 @@ def _operand_table(rel: Relation, vs: tuple[str, ...]) -> _Table:
     if mask is None:
         return _Table(cols, vs, True)
     # dropping a column equal to an earlier one keeps rows sorted and unique
-    return _Table(np.ascontiguousarray(cols[mask][:, list(first.values())]), tuple(first), True)
+    return _Table(np.ascontiguousarray(np.compress(mask, cols, axis=0)[:, list(first.values())]), tuple(first), True)
 
 
 def _greedy_pair(q: _Query, tables: list[_Table]) -> tuple[int, int]:
@@ -849,7 +916,7 @@ def _finish(t: _Table, out_vars: tuple[str, ...], out_shape: tuple[int, ...]) ->
     in_order = t.sorted and firsts == list(range(len(t.vars)))
     cols = t.cols if idx == list(range(len(t.vars))) else t.cols[:, idx]
     if len(cols) and out_shape:
-        hi = cols.max(axis=0)
+        hi = _col_max(cols)
         bad = np.flatnonzero(hi >= np.asarray(out_shape, dtype=np.int64))
         if bad.size:
             p = int(bad[0])
@@ -862,5 +929,5 @@ def _finish(t: _Table, out_vars: tuple[str, ...], out_shape: tuple[int, ...]) ->
     keys = _encode(cols, out_shape)
     if not in_order:
         perm = np.argsort(keys)
-        keys, cols = keys[perm], cols[perm]
+        keys, cols = keys[perm], np.take(cols, perm, axis=0)
     return Relation._make(out_shape, cols=cols, keys=keys)

@@ -139,5 +139,16 @@ def format_answer(q: QueryIR, value: object, ex: Executor) -> str:
         lines = [f"{q.text} =", f"  {v.ljust(w)}  value", f"  {'-' * w}  -----"]
         lines += [f"  {n.ljust(w)}  {x:.6g}" for n, x in zip(names, arr)]
         return "\n".join(lines)
+    if arr.ndim == 2 and arr.shape[1] <= 12:
+        r, c = q.free
+        rows = [str(labels.get(r, int)(i + q.ranges[r][0])) for i in range(arr.shape[0])]
+        cols = [str(labels.get(c, int)(j + q.ranges[c][0])) for j in range(arr.shape[1])]
+        body = [[f"{x:.6g}" for x in row] for row in arr]
+        w0 = max([len(f"{r}\\{c}")] + [len(x) for x in rows])
+        ws = [max(len(cols[j]), *(len(b[j]) for b in body)) if body else len(cols[j]) for j in range(len(cols))]
+        lines = [f"{q.text} =", "  " + f"{r}\\{c}".ljust(w0) + "  " + "  ".join(x.rjust(w) for x, w in zip(cols, ws))]
+        lines += ["  " + name.ljust(w0) + "  " + "  ".join(x.rjust(w) for x, w in zip(b, ws))
+                  for name, b in zip(rows, body)]
+        return "\n".join(lines)
     with np.printoptions(precision=6, suppress=True, linewidth=110):
         return f"{q.text} =  (indices {', '.join(q.free)})\n{arr}"
