@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -153,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `tl show prog.tl | head`
         sys.stderr.close()
         return 0
+    except Exception as e:  # a bug in tensorlogic itself: say so plainly, without a traceback
+        if os.environ.get("TL_DEBUG"):
+            raise
+        print(f"internal error: {type(e).__name__}: {e}\n  hint: this is a bug in tensorlogic; rerun with "
+              "TL_DEBUG=1 for the traceback and report it", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
