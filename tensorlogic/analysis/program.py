@@ -248,7 +248,11 @@ class _Analyzer:
             if not eq.lhs_pos and isinstance(eq.rhs, Const) and float(eq.rhs.value).is_integer():
                 self.scalars[eq.lhs] = int(eq.rhs.value)
         for name, v in self.inputs.items():
-            if isinstance(v, int | np.integer) and not isinstance(v, bool):
+            if isinstance(v, bool | np.bool_):
+                continue
+            if isinstance(v, int | np.integer):
+                self.scalars[name] = int(v)
+            elif isinstance(v, float | np.floating | np.ndarray) and np.ndim(v) == 0 and float(v).is_integer():
                 self.scalars[name] = int(v)
 
     # ------------------------------------------------------------ domains
@@ -476,6 +480,13 @@ def analyze_query(prog: Analyzed, expr: ast.Expr, text: str, functions: set[str]
     from ..ir.lower import lower_query
 
     q = lower_query(expr, text, getattr(expr, "span", None), set(functions or ()))
+    if isinstance(q.expr, Read) and not q.expr.pos and q.expr.tensor in prog.tensors:
+        t = prog.tensors[q.expr.tensor]  # a bare name asks for the whole tensor
+        stored = t.arity - (t.virtual_axis is not None)
+        names = iter(["i"] if stored == 1 else [f"i{k + 1}" for k in range(stored)])
+        q.expr.pos = tuple(Pos(IConst(0), virtual=True) if k == t.virtual_axis else Pos(IVar(next(names)))
+                           for k in range(t.arity))
+        q.free = tuple(p.expr.name for p in q.expr.pos if isinstance(p.expr, IVar))
     errors: list[Diagnostic] = []
     for r in reads(q.expr):
         t = prog.tensors.get(r.tensor)

@@ -133,11 +133,26 @@ def infer_ranges(A: _Analyzer) -> None:
             occ += [((r.tensor, k), p, False) for k, p in enumerate(r.pos)]
         return [(s, p, lhs) for s, p, lhs in occ if A.tensors[s[0]].virtual_axis != s[1]]
 
+    declared = {(d.name, k) for d in A.low.decls if isinstance(d, ast.TensorDecl) and d.dims
+                for k, ds in enumerate(d.dims) if ds.size is not None or ds.domain is not None}
+
+    def computed(slot) -> bool:
+        """A position only equations define: its size is the largest index they write, plus one."""
+        t = A.tensors[slot[0]]
+        return (t.has_equations and not t.has_data and slot not in declared and slot[1] != t.virtual_axis
+                and not A.domains[dom(slot)].symbolic)
+
+    slot_ext: dict = {}
+
     def size_of(slot) -> int | None:
+        if slot in slot_ext:
+            return slot_ext[slot]
         d = dom(slot)
         return ext.get(d) if d in ext else None
 
-    def ranges_for(occ, slices, all_vars) -> dict[str, Range]:
+    def ranges_for(occ, slices, all_vars, inferring_for: str | None = None) -> dict[str, Range]:
+        if inferring_for is not None:  # while sizing a tensor, its own positions do not bound its indices
+            occ = [o for o in occ if not (o[0][0] == inferring_for and computed(o[0]))]
         rng: dict[str, Range] = {}
         for slot, p, _ in occ:
             n = size_of(slot)
@@ -175,7 +190,9 @@ def infer_ranges(A: _Analyzer) -> None:
                     rng[u] = (0, n * e.right.value)
                 elif isinstance(e, IBin) and e.op in "+-":
                     rng[u] = (0, n)
-        for slot, p, _ in occ:  # constant shifts restrict their variable to in-bounds values
+        for slot, p, is_lhs in occ:  # constant shifts restrict their variable to in-bounds values
+            if is_lhs and computed(slot):
+                continue  # ...except where they write a tensor whose size they decide
             n = size_of(slot)
             sh = _shift(p.expr)
             if n is not None and sh is not None and sh[1] != 0 and sh[0] in rng:
@@ -184,24 +201,44 @@ def infer_ranges(A: _Analyzer) -> None:
         return rng
 
     slices_of = A.low.slices
-    changed, passes = True, 0
-    while changed and passes <= len(A.low.equations) + 2:
-        changed, passes = False, passes + 1
+    changed, passes, growing = True, 0, set()
+    limit = len(A.low.equations) + 3
+    while changed and passes < limit:
+        changed, passes, growing = False, passes + 1, set()
         for eq in A.low.equations:
             occ = occurrences(eq.rhs, eq.lhs, eq.lhs_pos)
             all_vars = set(eq.lhs_vars()) | {v for _, p, _ in occ for v in ix_vars(p.expr)}
-            rng = ranges_for(occ, slices_of.get(eq.id, []), all_vars)
+            rng = ranges_for(occ, slices_of.get(eq.id, []), all_vars, eq.lhs)
             _concat_ranges(eq, rng)
             for k, p in enumerate(eq.lhs_pos):
                 slot = (eq.lhs, k)
-                if A.tensors[eq.lhs].virtual_axis == k or size_of(slot) is not None:
+                if A.tensors[eq.lhs].virtual_axis == k:
                     continue
                 iv = interval(p.expr, rng)
+                if computed(slot):
+                    if iv is not None:
+                        n = max(iv[1] + 1, lower.get(dom(slot), 0), 0)
+                        if n > slot_ext.get(slot, -1):
+                            if slot in slot_ext:
+                                growing.add(slot)
+                            slot_ext[slot] = n
+                            changed = True
+                    continue
+                if size_of(slot) is not None:
+                    continue
                 if iv is not None:
                     d = dom(slot)
                     ext[d] = max(iv[1] + 1, lower.get(d, 0), 0)
                     why[d] = slot
                     changed = True
+    if changed:
+        for t, k in sorted(growing):
+            A.errors.append(Diagnostic(
+                f"the size of {t} position {k + 1} keeps growing: each equation for it writes past its end",
+                A.tensors[t].span, f"give its index a range, e.g. `tensor {t}[...]` with sizes or `index v: N`"))
+    for slot in list(A.slot_domain):
+        if computed(slot) and slot not in slot_ext and dom(slot) in lower and dom(slot) not in ext:
+            slot_ext[slot] = lower[dom(slot)]
     for d, lb in lower.items():
         if d not in ext:
             ext[d] = lb
@@ -243,10 +280,11 @@ def infer_ranges(A: _Analyzer) -> None:
             if k == t.virtual_axis:
                 shape.append(0)
                 continue
-            if d not in ext and not A.errors:
+            n = size_of((name, k))
+            if n is None and not A.errors:
                 A.errors.append(Diagnostic(f"the size of {name} position {k + 1} is unknown", t.span,
                                            f"declare it: tensor {name}[...] with sizes"))
-            shape.append(ext.get(d, 0))
+            shape.append(n or 0)
         t.shape, t.domains = tuple(shape), tuple(doms)
 
 

@@ -54,11 +54,11 @@ _KEY_LIMIT = 1 << 62
 # random graphs, numpy 2.4 / scipy 1.17).
 _SPARSE_MIN_PAIRS = 4096
 _SPARSE_RATIO = 1.0
-# Such a product goes through one dense factor and a dense result (see `_Query._sparse`) when its estimated
-# cost, in touched cells, is at most _DENSE_RATIO times the number of matching pairs (a pair costs the sparse
-# product ~25 ns with the sort of its output, a dense cell ~1 ns) and the result has at most _DENSE_MAX_CELLS
-# cells.
-_DENSE_RATIO = 8.0
+# Such a product goes through one dense Boolean factor (see `_Query._sparse`) when its estimated cost, in
+# cells touched, is at most _DENSE_RATIO times the number of matching pairs: a matching pair costs the sparse
+# product 35-65 ns with the sort of its output, a dense cell 0.6-0.8 ns (random graphs with 2,000-10,000
+# nodes). A dense result (only with a dense right factor) may have at most _DENSE_MAX_CELLS cells.
+_DENSE_RATIO = 32.0
 _DENSE_MAX_CELLS = 1 << 27
 # Set operations on keys in a range [0, ext) with ext <= _BITMAP_RATIO * (number of keys involved) + _BITMAP_MIN
 # use a Boolean bitmap of length ext (a scatter, a gather or a scan) instead of binary searches and merges.
@@ -167,13 +167,13 @@ def _lex_unique(cols: np.ndarray) -> np.ndarray:
     return np.compress(keep, c, axis=0)
 
 
-def _unique_rows(cols: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
-    """Lexicographically sorted unique rows of `cols` (values in [0, sizes[j]))."""
-    if cols.shape[0] < 2:
-        return cols
-    if _fits(sizes):
-        return _decode(_sorted_unique(_encode(cols, sizes)), sizes)
-    return _lex_unique(cols)
+def _unique_rows(cols: np.ndarray, sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Lexicographically sorted unique rows of `cols` (values in [0, sizes[j])), and their keys under `sizes`
+    when these fit in int64 (else None)."""
+    if not _fits(sizes):
+        return _lex_unique(cols), None
+    keys = _sorted_unique(_encode(cols, sizes))
+    return _decode(keys, sizes), keys
 
 
 def _rank_rows(*parts: np.ndarray) -> list[np.ndarray]:
@@ -230,10 +230,14 @@ def _merge_disjoint(x: np.ndarray, y: np.ndarray, ext: int | None = None) -> np.
 
 def _member_any(runs: Sequence[np.ndarray], queries: np.ndarray, ext: int | None = None) -> np.ndarray:
     """Boolean mask: queries[i] in any of the sorted key arrays `runs` (all keys in [0, ext) when `ext` is
-    given: then a small key range is tested with a bitmap, which beats binary search by 10x or more)."""
+    given: then many queries against a small key range are tested with a bitmap, which beats binary search by
+    10x or more when it is built for enough queries)."""
     if queries.shape[0] == 0:
         return np.zeros(0, dtype=bool)
-    if _use_bitmap(ext, queries.shape[0] + sum(int(r.shape[0]) for r in runs)):
+    nq, nr = queries.shape[0], sum(int(r.shape[0]) for r in runs)
+    # a bitmap costs a scatter of every run key and a scan of ext / 8 words; binary search ~log2(nr) steps
+    # per query and run
+    if _use_bitmap(ext, nq + nr) and nr + ext // 16 <= 2 * nq * len(runs) * max(nr, 2).bit_length():
         return _bitmap(ext, *runs)[queries]
     mask = np.zeros(queries.shape[0], dtype=bool)
     for run in runs:
@@ -582,9 +586,11 @@ class Relation:
 
 @dataclass
 class _Table:
-    """Intermediate result: unique rows over distinct variables; `sorted` if in lexicographic order."""
+    """Intermediate result: unique rows over distinct variables; `sorted` if in lexicographic order; `keys`,
+    when known, the rows' (sorted) int64 keys under the radices of `vars`."""
 
     cols: np.ndarray
+    keys: np.ndarray | None
     vars: tuple[str, ...]
     sorted: bool
     distinct: dict[str, int] = field(default_factory=dict)
@@ -643,10 +649,10 @@ class _Query:
                 mask[0] = True
                 np.any(c[1:] != c[:-1], axis=1, out=mask[1:])
                 c = np.compress(mask, c, axis=0)
-            return _Table(np.ascontiguousarray(c), tuple(kept), True)
+            return _Table(np.ascontiguousarray(c), None, tuple(kept), True)
         kept.sort(key=self.prio.__getitem__)
         idx = [t.vars.index(v) for v in kept]
-        return _Table(_unique_rows(t.cols[:, idx], self.sizes(kept)), tuple(kept), True)
+        return _Table(*_unique_rows(t.cols[:, idx], self.sizes(kept)), tuple(kept), True)
 
     def estimate(self, a: _Table, b: _Table) -> tuple[int, float]:
         """(0 if the tables share a variable else 1, estimated join size)."""
@@ -722,16 +728,16 @@ class _Query:
         if drop:
             perm = sorted(range(len(out_vars)), key=lambda j: self.prio[out_vars[j]])
             out_vars = [out_vars[j] for j in perm]
-            return _Table(_unique_rows(cols[:, perm], self.sizes(out_vars)), tuple(out_vars), True)
+            return _Table(*_unique_rows(cols[:, perm], self.sizes(out_vars)), tuple(out_vars), True)
         # no projection: pairs of unique rows give unique rows, in order when both inputs were in order
-        return _Table(cols, tuple(out_vars), a.sorted and b.sorted)
+        return _Table(cols, None, tuple(out_vars), a.sorted and b.sorted)
 
     def _cross(self, a: _Table, b: _Table) -> _Table:
         if b.vars and (not a.vars or self.prio[b.vars[0]] < self.prio[a.vars[0]]):
             a, b = b, a
         na, nb = len(a), len(b)
         cols = np.concatenate([np.repeat(a.cols, nb, axis=0), np.tile(b.cols, (na, 1))], axis=1)
-        return _Table(cols, a.vars + b.vars, a.sorted and b.sorted)
+        return _Table(cols, None, a.vars + b.vars, a.sorted and b.sorted)
 
     def _group(
         self, t: _Table, vs: Sequence[str], limit: int
@@ -769,21 +775,21 @@ class _Query:
             uniq, inv = _unique_inverse(np.concatenate([sa, sb]))
             sa, sb, inner = inv[:na], inv[na:], int(uniq.shape[0])
         (r, nrow, rvals), (c, ncol, cvals) = rows, cols
-        # Cost of a product with one dense factor: zero it and scatter its entries, one axpy of a dense row
-        # per entry of the sparse factor, then one scan of the dense (nrow, ncol) result.
+        # Cost, in cells touched, of a product with one dense factor: zero the dense factor and scatter its
+        # entries, one (Boolean) axpy of a dense row per entry of the sparse factor, one scan of the result.
         cost_a = nrow * inner + nb * nrow + nrow * ncol  # A dense, B sparse
         cost_b = inner * ncol + na * ncol + nrow * ncol  # A sparse, B dense
-        if min(cost_a, cost_b) <= _DENSE_RATIO * total and nrow * ncol <= _DENSE_MAX_CELLS:
-            if cost_a <= cost_b:
-                dense = np.zeros(nrow * inner, dtype=np.float32)
-                dense[r * inner + sa] = 1
-                prod = dense.reshape(nrow, inner) @ _csr(sb, c, inner, ncol)
+        use_a = cost_a <= cost_b or nrow * ncol > _DENSE_MAX_CELLS
+        if (cost_a if use_a else cost_b) <= _DENSE_RATIO * total:
+            if use_a:
+                keys = _dense_left_product(r, sa, sb, c, nrow, inner, ncol)
             else:
-                dense = np.zeros(inner * ncol, dtype=np.float32)
-                dense[sb * ncol + c] = 1
-                prod = _csr(r, sa, nrow, inner) @ dense.reshape(inner, ncol)
-            out_r, out_c = np.divmod(np.flatnonzero(np.asarray(prod) > 0), ncol)
+                keys = _dense_right_product(r, sa, sb, c, nrow, inner, ncol)
+            out_r, out_c = np.divmod(keys, ncol)
+            if rvals is not None or cvals is not None:
+                keys = None
         else:
+            keys = None
             prod = _csr(r, sa, nrow, inner) @ _csr(sb, c, inner, ncol)
             prod.sort_indices()
             out_r = np.repeat(np.arange(nrow, dtype=np.int64), np.diff(prod.indptr))
@@ -792,18 +798,62 @@ class _Query:
             _decode(out_r, self.sizes(ra)) if rvals is None else rvals[out_r],
             _decode(out_c, self.sizes(rb)) if cvals is None else cvals[out_c],
         ]
-        return _Table(np.concatenate(parts, axis=1), tuple(ra + rb), True)
+        return _Table(np.concatenate(parts, axis=1), keys, tuple(ra + rb), True)
 
 
-def _csr(row: np.ndarray, col: np.ndarray, nrow: int, ncol: int) -> sp.csr_matrix:
-    """0/1 CSR matrix with entries at the (unique) pairs (row[i], col[i])."""
+def _dense_left_product(
+    r: np.ndarray, sa: np.ndarray, sb: np.ndarray, c: np.ndarray, nrow: int, inner: int, ncol: int
+) -> np.ndarray:
+    """Sorted keys ``i * ncol + k`` of the nonzero cells of the Boolean product A @ B, where A (nrow, inner)
+    has entries (r, sa) and B (inner, ncol) entries (sb, c), computed with A dense and B sparse.
+
+    The rows of A are taken in blocks of `R`: a block's transpose A^T (inner, R) is filled densely, the
+    block of the product's transpose is ``B^T @ A^T`` (one vectorised OR of a dense row of A^T per entry of
+    B), and its transpose (R, ncol) is scanned for nonzero cells, which come out in key order. Blocks keep the
+    working set in cache; a single product over all rows is 3-4x slower once nrow * inner exceeds the cache.
+    """
+    if not _is_nondecreasing(r):
+        order = np.argsort(r, kind="stable")
+        r, sa = r[order], sa[order]
+    bt = _csr(c, sb, ncol, inner, dtype=bool)
+    block = max(8, min(1024, (1 << 18) // max(inner + ncol, 1)))
+    bounds = np.searchsorted(r, np.arange(0, nrow + block, block, dtype=np.int64))
+    out = []
+    for k in range(bounds.shape[0] - 1):
+        lo, hi = int(bounds[k]), int(bounds[k + 1])
+        if lo == hi:
+            continue
+        r0 = k * block
+        at = np.zeros(inner * block, dtype=bool)
+        at[sa[lo:hi] * block + (r[lo:hi] - r0)] = True
+        prod_t = bt @ at.reshape(inner, block)  # (ncol, block)
+        keys = np.flatnonzero(np.asarray(prod_t).T)
+        keys += r0 * ncol
+        out.append(keys)
+    return np.concatenate(out).astype(np.int64, copy=False) if out else np.zeros(0, dtype=np.int64)
+
+
+def _dense_right_product(
+    r: np.ndarray, sa: np.ndarray, sb: np.ndarray, c: np.ndarray, nrow: int, inner: int, ncol: int
+) -> np.ndarray:
+    """As `_dense_left_product`, with A sparse and B dense: ``A @ B`` ORs a dense row of B into a row of the
+    (nrow, ncol) result per entry of A, and the result is scanned in key order."""
+    b = np.zeros(inner * ncol, dtype=bool)
+    b[sb * ncol + c] = True
+    prod = _csr(r, sa, nrow, inner, dtype=bool) @ b.reshape(inner, ncol)
+    return np.flatnonzero(np.asarray(prod)).astype(np.int64, copy=False)
+
+
+def _csr(row: np.ndarray, col: np.ndarray, nrow: int, ncol: int, dtype: type = np.float32) -> sp.csr_matrix:
+    """0/1 CSR matrix with entries at the (unique) pairs (row[i], col[i]); with dtype bool, products of such
+    matrices (also with dense Boolean arrays) are Boolean: scipy adds bools with logical or."""
     if not _is_nondecreasing(row):
         order = np.argsort(row, kind="stable")
         row, col = row[order], col[order]
     indptr = np.zeros(nrow + 1, dtype=np.int64)
     np.cumsum(np.bincount(row, minlength=nrow), out=indptr[1:])
     idx_dtype = np.int32 if max(nrow, ncol, row.shape[0]) < 2**31 - 1 else np.int64
-    data = np.ones(row.shape[0], dtype=np.float32)
+    data = np.ones(row.shape[0], dtype=dtype)
     return sp.csr_matrix(
         (data, col.astype(idx_dtype, copy=False), indptr.astype(idx_dtype, copy=False)), shape=(nrow, ncol)
     )
@@ -879,7 +929,7 @@ def join_project(
         if len(res) == 0:
             return Relation.empty(len(out_vars), out_shape)
         tables.append(res)
-    return _finish(q.project(tables[0], set(out_vars)), out_vars, out_shape)
+    return _finish(q.project(tables[0], set(out_vars)), out_vars, out_shape, q)
 
 
 def _operand_table(rel: Relation, vs: tuple[str, ...]) -> _Table:
@@ -894,9 +944,10 @@ def _operand_table(rel: Relation, vs: tuple[str, ...]) -> _Table:
         else:
             first[v] = p
     if mask is None:
-        return _Table(cols, vs, True)
+        return _Table(cols, None, vs, True)
     # dropping a column equal to an earlier one keeps rows sorted and unique
-    return _Table(np.ascontiguousarray(np.compress(mask, cols, axis=0)[:, list(first.values())]), tuple(first), True)
+    cols = np.ascontiguousarray(np.compress(mask, cols, axis=0)[:, list(first.values())])
+    return _Table(cols, None, tuple(first), True)
 
 
 def _greedy_pair(q: _Query, tables: list[_Table]) -> tuple[int, int]:
@@ -909,9 +960,12 @@ def _greedy_pair(q: _Query, tables: list[_Table]) -> tuple[int, int]:
     return best
 
 
-def _finish(t: _Table, out_vars: tuple[str, ...], out_shape: tuple[int, ...]) -> Relation:
+def _finish(t: _Table, out_vars: tuple[str, ...], out_shape: tuple[int, ...], q: _Query) -> Relation:
     """Relation of the head: columns in `out_vars` order (repeats allowed), sorted."""
     idx = [t.vars.index(v) for v in out_vars]
+    if t.keys is not None and idx == list(range(len(t.vars))) and tuple(q.sizes(t.vars)) == out_shape:
+        # the table's keys are the head's keys (and its values lie within the radices, hence the shape)
+        return Relation._make(out_shape, cols=np.ascontiguousarray(t.cols), keys=t.keys)
     firsts = list(dict.fromkeys(idx))
     in_order = t.sorted and firsts == list(range(len(t.vars)))
     cols = t.cols if idx == list(range(len(t.vars))) else t.cols[:, idx]

@@ -176,7 +176,7 @@ class Executor:
             raise TLRuntimeError(Diagnostic(f"{name} is defined with different projections {sorted(ops)}",
                                             eqs[0].span, "use one of =, max=, min=, avg= for all its equations"))
         op = ops.pop() if ops else "+"
-        base = self.dense(name) if include_data and name in self.prog.data else None
+        base = _dense(self.initial(name)) if include_data and name in self.prog.data else None
         acc, aux = None, None
         for e in eqs:
             a, x = self.contribution(e, read)
