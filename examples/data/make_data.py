@@ -14,13 +14,11 @@ HERE = Path(__file__).resolve().parent
 
 def transformer(rng: np.random.Generator) -> None:
     # vocabulary 5, model dimension 4, 2 heads of size 2, MLP hidden size 6, B = 2 blocks.
-    # The per-block weights have B + 1 blocks; the last is zero and unused (see examples/transformer.tl).
+    # The per-block weights have one entry per block: shape (B, ...).
     vocab, dim, heads, dk, hidden, blocks = 5, 4, 2, 2, 6, 2
 
     def per_block(*shape: int, scale: float) -> np.ndarray:
-        w = np.zeros((blocks + 1, *shape))
-        w[:blocks] = rng.normal(scale=scale, size=(blocks, *shape))
-        return w
+        return rng.normal(scale=scale, size=(blocks, *shape))
 
     arrays = {
         "Emb": rng.normal(size=(vocab, dim)),
@@ -37,8 +35,8 @@ def transformer(rng: np.random.Generator) -> None:
 
 
 def embeddings(rng: np.random.Generator) -> None:
-    # 6 objects, random unit vectors of dimension 64.
-    e = rng.normal(size=(6, 64))
+    # 6 objects, random unit vectors of dimension 128.
+    e = rng.normal(size=(6, 128))
     np.save(HERE / "reasoning_Emb.npy", e / np.linalg.norm(e, axis=1, keepdims=True))
 
 

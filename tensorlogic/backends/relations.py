@@ -58,12 +58,12 @@ _SPARSE_RATIO = 1.0
 # cells touched, is at most _DENSE_RATIO times the number of matching pairs: a matching pair costs the sparse
 # product 35-65 ns with the sort of its output, a dense cell 0.6-0.8 ns (random graphs with 2,000-10,000
 # nodes). A dense result (only with a dense right factor) may have at most _DENSE_MAX_CELLS cells.
-_DENSE_RATIO = 32.0
+_DENSE_RATIO = 48.0
 _DENSE_MAX_CELLS = 1 << 27
 # Set operations on keys in a range [0, ext) with ext <= _BITMAP_RATIO * (number of keys involved) + _BITMAP_MIN
 # use a Boolean bitmap of length ext (a scatter, a gather or a scan) instead of binary searches and merges.
 _BITMAP_RATIO = 16
-_BITMAP_MIN = 1 << 16
+_BITMAP_MIN = 1 << 12
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -108,9 +108,12 @@ def _decode(keys: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
     return out
 
 
-def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+def _sorted_unique(keys: np.ndarray, ext: int | None = None) -> np.ndarray:
     """Sorted distinct values of a 1-d int64 array (sort + adjacent compare; numpy 2's hash-based
-    `np.unique` is an order of magnitude slower on large int64 arrays)."""
+    `np.unique` is an order of magnitude slower on large int64 arrays), or, when the keys are known to lie in
+    a small range [0, ext), a scatter into a bitmap and a scan of it."""
+    if _use_bitmap(ext, keys.shape[0]):
+        return np.flatnonzero(_bitmap(ext, keys)).astype(np.int64, copy=False)
     k = np.sort(keys)
     if k.shape[0] < 2:
         return k
@@ -172,7 +175,7 @@ def _unique_rows(cols: np.ndarray, sizes: Sequence[int]) -> tuple[np.ndarray, np
     when these fit in int64 (else None)."""
     if not _fits(sizes):
         return _lex_unique(cols), None
-    keys = _sorted_unique(_encode(cols, sizes))
+    keys = _sorted_unique(_encode(cols, sizes), _radix_product(sizes))
     return _decode(keys, sizes), keys
 
 
@@ -328,7 +331,7 @@ class Relation:
             if _is_strictly_increasing(keys):
                 cols = np.array(cols, dtype=np.int64, copy=True)
             else:
-                keys = _sorted_unique(keys)
+                keys = _sorted_unique(keys, _radix_product(shape))
                 cols = _decode(keys, shape)
         else:
             cols = np.array(_lex_unique(cols), dtype=np.int64, copy=True)
@@ -785,20 +788,28 @@ class _Query:
                 keys = _dense_left_product(r, sa, sb, c, nrow, inner, ncol)
             else:
                 keys = _dense_right_product(r, sa, sb, c, nrow, inner, ncol)
-            out_r, out_c = np.divmod(keys, ncol)
-            if rvals is not None or cvals is not None:
-                keys = None
         else:
-            keys = None
             prod = _csr(r, sa, nrow, inner) @ _csr(sb, c, inner, ncol)
-            prod.sort_indices()
             out_r = np.repeat(np.arange(nrow, dtype=np.int64), np.diff(prod.indptr))
-            out_c = prod.indices.astype(np.int64, copy=False)
+            if _use_bitmap(nrow * ncol, prod.nnz):
+                # the entries' keys (row-major cells) are distinct: sorting them is a scatter and a scan
+                keys = out_r * ncol
+                keys += prod.indices
+                keys = np.flatnonzero(_bitmap(nrow * ncol, keys))
+            else:
+                prod.sort_indices()
+                out_c = prod.indices.astype(np.int64, copy=False)
+                keys = None if nrow * ncol > _KEY_LIMIT else out_r * ncol + out_c
+        if keys is not None:
+            if rvals is None and cvals is None:
+                # the keys are the output rows' keys under the radices of (ra, rb)
+                return _Table(_decode(keys, self.sizes(ra + rb)), keys, tuple(ra + rb), True)
+            out_r, out_c = np.divmod(keys, ncol)
         parts = [
             _decode(out_r, self.sizes(ra)) if rvals is None else rvals[out_r],
             _decode(out_c, self.sizes(rb)) if cvals is None else cvals[out_c],
         ]
-        return _Table(np.concatenate(parts, axis=1), keys, tuple(ra + rb), True)
+        return _Table(np.concatenate(parts, axis=1), None, tuple(ra + rb), True)
 
 
 def _dense_left_product(

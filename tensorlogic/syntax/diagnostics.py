@@ -21,11 +21,12 @@ class Span:
     end_col: int
     source: str = field(default="", repr=False, compare=False)
 
-    def line_text(self) -> str:
+    def line_text(self) -> str | None:
+        """The source line the span starts on, or None when the source is not known."""
         lines = self.source.splitlines()
         if 1 <= self.line <= len(lines):
             return lines[self.line - 1]
-        return ""
+        return None
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
@@ -59,7 +60,7 @@ class Diagnostic:
 
 def _excerpt(span: Span) -> list[str]:
     text = span.line_text()
-    if not text:
+    if text is None:
         return []
     width = max(1, (span.end_col - span.col) if span.end_line == span.line else len(text) - span.col + 1)
     lead = " " * 4
