@@ -72,7 +72,7 @@ class Program:
         self._analyzed = None
 
     def lowered(self) -> Lowered:
-        return lower(self.ast, set(self.functions))
+        return lower(self.ast, set(self.functions), collect=True)
 
     def analyze(self, **inputs: Any) -> Analyzed:
         """Analyse with the given inputs (raises TLAnalysisError listing every error)."""

@@ -38,6 +38,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(prog.format(a))
     for w in prog.report.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    for s in prog.report.strata:  # numeric recursion always says what stopped it
+        if s.kind == "iterate" and s.stopped_by != "iteration limit":
+            print(f"note: {', '.join(s.tensors)}: reached its {s.stopped_by} after {s.rounds} iterations "
+                  f"(last change {s.change:.3g})", file=sys.stderr)
     if args.stats:
         for s in prog.report.strata:
             extra = f", {s.rounds} rounds, stopped by {s.stopped_by}" if s.kind != "once" else ""

@@ -52,18 +52,36 @@ def assert_canonical(r: Relation):
         assert (c.max(axis=0) < np.asarray(r.shape)).all()
 
 
+_KNOBS = ("_SPARSE_MIN_PAIRS", "_SPARSE_RATIO", "_DENSE_RATIO", "_DENSE_BLOCK_BYTES", "_BITMAP_RATIO", "_BITMAP_MIN",
+          "_KEYS_ONLY_ROWS")
+MODES = ("auto", "sparse", "dense", "merge", "bitmap", "nobitmap")
+
+
 @contextmanager
 def sparse_mode(mode: str):
-    """Force the sparse-product path ('sparse'), forbid it ('merge') or keep the cost rule ('auto')."""
-    saved = rel_mod._SPARSE_MIN_PAIRS, rel_mod._SPARSE_RATIO
+    """Force the sparse CSR x CSR product ('sparse'), the product with a dense factor in small row blocks
+    ('dense'), forbid both ('merge'), or keep the cost rules ('auto'); 'bitmap' / 'nobitmap' keep the join
+    rules but make set operations on keys use Boolean bitmaps whenever the key range has at most 2**20
+    cells / never, and relations built from rows keep only their keys (rows decoded on first use)."""
+    saved = {k: getattr(rel_mod, k) for k in _KNOBS}
     if mode == "sparse":
-        rel_mod._SPARSE_MIN_PAIRS, rel_mod._SPARSE_RATIO = 0, 0.0
+        rel_mod._SPARSE_MIN_PAIRS, rel_mod._SPARSE_RATIO, rel_mod._DENSE_RATIO = 0, 0.0, -1.0
+    elif mode == "dense":
+        rel_mod._SPARSE_MIN_PAIRS, rel_mod._SPARSE_RATIO, rel_mod._DENSE_RATIO = 0, 0.0, float("inf")
+        rel_mod._DENSE_BLOCK_BYTES = 1  # blocks of 8 rows: many blocks even for small relations
     elif mode == "merge":
         rel_mod._SPARSE_MIN_PAIRS = 1 << 62
+    elif mode == "bitmap":
+        rel_mod._BITMAP_RATIO, rel_mod._BITMAP_MIN, rel_mod._KEYS_ONLY_ROWS = 0, 1 << 20, -1
+    elif mode == "nobitmap":
+        rel_mod._BITMAP_RATIO, rel_mod._BITMAP_MIN, rel_mod._KEYS_ONLY_ROWS = 0, -1, -1
+    else:
+        assert mode == "auto"
     try:
         yield
     finally:
-        rel_mod._SPARSE_MIN_PAIRS, rel_mod._SPARSE_RATIO = saved
+        for k, v in saved.items():
+            setattr(rel_mod, k, v)
 
 
 def random_tuples(rng, n, shape):
@@ -107,7 +125,7 @@ def queries(draw):
             order.append((i, j if j < i else j + 1))
             k -= 1
     var_sizes = {v: (BIG if big else sizes[v]) for v in VARS}
-    mode = draw(st.sampled_from(["auto", "sparse", "merge"]))
+    mode = draw(st.sampled_from(MODES))
     return operands, tuple(out), var_sizes, order, mode
 
 
@@ -142,7 +160,7 @@ def test_paths_agree_on_larger_random_graphs():
         ops = [(e, ("x", "y")), (e, ("y", "z"))]
         sizes = {"x": n, "y": n, "z": n}
         results = {}
-        for mode in ("sparse", "merge", "auto"):
+        for mode in MODES:
             with sparse_mode(mode):
                 results[mode] = join_project(ops, ("x", "z"), sizes)
         dense = (e.to_dense() @ e.to_dense()) > 0
@@ -154,6 +172,55 @@ def test_paths_agree_on_larger_random_graphs():
         np.testing.assert_array_equal(zx.to_dense() > 0, dense.T)
         three = join_project(ops + [(e, ("z", "w"))], ("x", "w"), {**sizes, "w": n})
         np.testing.assert_array_equal(three.to_dense() > 0, (dense.astype(int) @ e.to_dense()) > 0)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 1 << 10, 1 << 18])
+def test_dense_factor_products_match_numpy(block_bytes, monkeypatch):
+    """The products with one dense Boolean factor, called directly: rows in any order, several row blocks
+    (the last one partial), empty rows and columns, an empty factor."""
+    monkeypatch.setattr(rel_mod, "_DENSE_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(5)
+    for nrow, inner, ncol, na, nb in [(37, 11, 23, 120, 40), (100, 50, 3, 600, 70), (9, 4, 9, 0, 10), (1, 1, 1, 1, 1)]:
+        a = np.zeros((nrow, inner), dtype=bool)
+        b = np.zeros((inner, ncol), dtype=bool)
+        a[rng.integers(0, nrow, na), rng.integers(0, inner, na)] = True
+        b[rng.integers(0, inner, nb), rng.integers(0, ncol, nb)] = True
+        r, sa = np.nonzero(a)
+        sb, c = np.nonzero(b)
+        perm_a, perm_b = rng.permutation(r.shape[0]), rng.permutation(sb.shape[0])
+        r, sa, sb, c = r[perm_a], sa[perm_a], sb[perm_b], c[perm_b]
+        expected = np.flatnonzero((a.astype(np.int64) @ b.astype(np.int64)) > 0)
+        for product in (rel_mod._dense_left_product, rel_mod._dense_right_product):
+            got = product(r, sa, sb, c, nrow, inner, ncol)
+            assert got.dtype == np.int64
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_cost_rule_picks_the_dense_factor_for_dense_results(monkeypatch):
+    """A product whose result covers most cells goes through a dense factor; a sparse one does not."""
+    calls = []
+    for name in ("_dense_left_product", "_dense_right_product"):
+        fn = getattr(rel_mod, name)
+        monkeypatch.setattr(rel_mod, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
+    rng = np.random.default_rng(6)
+    n = 400
+    dense = Relation.from_tuples(rng.integers(0, n, (40_000, 2)), 2, (n, n))
+    edges = Relation.from_tuples(rng.integers(0, n, (2_000, 2)), 2, (n, n))
+    sizes = dict.fromkeys("xyz", n)
+    got = join_project([(dense, ("x", "y")), (edges, ("y", "z"))], ("x", "z"), sizes)
+    assert calls == ["_dense_left_product"]
+    expected = (dense.to_dense() @ edges.to_dense()) > 0
+    np.testing.assert_array_equal(got.to_dense() > 0, expected)
+    assert_canonical(got)
+    # the same product with the sparse operand on the left: the dense factor is the right one
+    got = join_project([(edges, ("x", "y")), (dense, ("y", "z"))], ("x", "z"), sizes)
+    assert calls[-1] == "_dense_right_product"
+    np.testing.assert_array_equal(got.to_dense() > 0, (edges.to_dense() @ dense.to_dense()) > 0)
+    calls.clear()
+    sparse = Relation.from_tuples(rng.integers(0, 20_000, (3_000, 2)), 2, (20_000, 20_000))
+    sizes = dict.fromkeys("xyz", 20_000)
+    join_project([(sparse, ("x", "y")), (sparse, ("y", "z"))], ("x", "z"), sizes)
+    assert calls == []
 
 
 def test_huge_extents_fall_back_to_ranking():
@@ -172,7 +239,7 @@ def test_huge_extents_fall_back_to_ranking():
         ([(ra, ("x", "y", "z")), (rb, ("w", "w"))], ("z", "w")),
     ]:
         expected = brute_force([(set(r.tuples()), vs) for r, vs in ops], out)
-        for mode in ("sparse", "merge"):
+        for mode in ("sparse", "dense", "merge"):
             with sparse_mode(mode):
                 got = join_project(ops, out, sizes)
             assert set(got.tuples()) == expected
@@ -227,6 +294,24 @@ def test_empty_operands_and_shapes():
     # a variable missing from var_sizes takes the smallest extent of its positions
     out = join_project([(r, ("x", "y"))], ("y",), {})
     assert out.shape == (5,) and out.tuples() == [(2,)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_values_beyond_a_smaller_extent_never_match(mode):
+    """A variable's positions may have different extents: values beyond the smallest one match nothing."""
+    r1 = Relation.from_tuples([(0, 7), (1, 2), (0, 2), (2, 9), (3, 4)], 2, (4, 10))
+    r2 = Relation.from_tuples([(2, 0), (4, 1), (4, 4)], 2, (5, 5))
+    r3 = Relation.from_tuples([(0, 7, 1), (1, 2, 1), (0, 2, 0), (3, 9, 1)], 3, (4, 10, 2))
+    r4 = Relation.from_tuples([(2,), (4,)], 1, (5,))
+    cases = [([(r1, ("x", "y")), (r2, ("y", "z"))], out) for out in [("x",), ("y",), ("y", "x"), ("x", "z"), ("z",)]]
+    cases += [([(r3, ("x", "y", "w")), (r4, ("y",))], out) for out in [("x",), ("x", "w"), ("w", "y")]]
+    cases += [([(r1, ("x", "y")), (r1, ("x", "y")), (r4, ("y",))], ("y", "x"))]
+    for ops, out in cases:
+        expected = brute_force([(set(r.tuples()), vs) for r, vs in ops], out)
+        with sparse_mode(mode):
+            got = join_project(ops, out, {})
+        assert set(got.tuples()) == expected, (out, got.tuples())
+        assert_canonical(got)
 
 
 def test_join_project_errors():
@@ -314,6 +399,32 @@ def test_many_small_unions_then_difference():
     np.testing.assert_array_equal(acc.to_dense(), expected)
 
 
+def test_membership_bitmap_is_per_relation():
+    """A difference caches a membership bitmap on the subtracted relation and a union passes an updated copy
+    on: the older relation still answers for its own tuples only."""
+    rng = np.random.default_rng(7)
+    shape = (60, 60)
+    base_set = random_tuples(rng, 2500, shape)
+    base = Relation.from_tuples(list(base_set), 2, shape)
+    probe_set = random_tuples(rng, 3000, shape)
+    probe = Relation.from_tuples(list(probe_set), 2, shape)
+    delta = probe.difference(base)
+    assert base._bits is not None  # dense enough: the difference built a bitmap
+    assert set(delta.tuples()) == probe_set - base_set
+    grown = base.union(delta)
+    assert grown._bits is not None and grown._bits is not base._bits
+    assert set(grown.tuples()) == base_set | probe_set
+    cells = np.array([(i, j) for i in range(60) for j in range(60)])
+    np.testing.assert_array_equal(base.contains(cells), [tuple(c) in base_set for c in cells.tolist()])
+    np.testing.assert_array_equal(grown.contains(cells), [tuple(c) in base_set | probe_set for c in cells.tolist()])
+    # a union that does not know its operands are disjoint tests membership with the bitmap
+    again = grown.union(probe)
+    assert len(again) == len(grown)
+    more = Relation.from_tuples([(0, 0), (59, 59), (30, 1)], 2, shape)
+    assert set(grown.union(more).tuples()) == base_set | probe_set | set(more.tuples())
+    assert set(grown.difference(more).tuples()) == (base_set | probe_set) - set(more.tuples())
+
+
 def test_from_tuples_sorts_dedups_and_validates():
     r = Relation.from_tuples([(2, 1), (0, 3), (2, 1), (0, 0)], 2, (3, 4))
     assert r.tuples() == [(0, 0), (0, 3), (2, 1)]
@@ -331,6 +442,24 @@ def test_from_tuples_sorts_dedups_and_validates():
         Relation.from_tuples([(0, 1)], 2, (3,))
     big = Relation.from_tuples([(BIG - 1, 2), (5, 2), (5, 1)], 2, (BIG, BIG))
     assert big.tuples() == [(5, 1), (5, 2), (BIG - 1, 2)]
+
+
+@pytest.mark.parametrize("keys_only_rows", [-1, 1 << 14])
+def test_from_tuples_keeps_keys_only_for_many_rows(keys_only_rows, monkeypatch):
+    """Above `_KEYS_ONLY_ROWS` rows a relation stores only its keys; its rows decode to the same canonical
+    array, and the caller's array is never shared."""
+    monkeypatch.setattr(rel_mod, "_KEYS_ONLY_ROWS", keys_only_rows)
+    rng = np.random.default_rng(8)
+    for rows in (np.array([[2, 1], [0, 3], [2, 1], [0, 0]]), rng.integers(0, 300, (20_000, 2))):
+        canonical = np.unique(rows, axis=0)
+        for src in (rows, canonical):  # unsorted with duplicates; already canonical
+            arr = src.copy()
+            r = Relation.from_tuples(arr, 2, (300, 300))
+            assert (r._cols is None) == (len(canonical) > keys_only_rows)
+            arr[:] = 0  # the relation does not see later changes to the caller's array
+            np.testing.assert_array_equal(r.cols, canonical)
+            assert_canonical(r)
+            assert not r.cols.flags.writeable
 
 
 @st.composite
@@ -399,7 +528,7 @@ def test_transitive_closure_matches_networkx(seed, n, p):
     g = nx.gnp_random_graph(n, p, seed=seed, directed=True)
     e = Relation.from_tuples(list(g.edges()), 2, (n, n))
     expected = set(nx.transitive_closure(g, reflexive=False).edges())
-    for mode in ("auto", "sparse", "merge"):
+    for mode in MODES:
         with sparse_mode(mode):
             naive = closure_naive(e, n)
             semi = closure_semi_naive(e, n)
@@ -408,9 +537,11 @@ def test_transitive_closure_matches_networkx(seed, n, p):
         assert_canonical(semi)
 
 
-def test_chain_closure_semi_naive():
+@pytest.mark.parametrize("mode", MODES)
+def test_chain_closure_semi_naive(mode):
     n = 300
     e = Relation.from_tuples(np.stack([np.arange(n - 1), np.arange(1, n)], axis=1), 2, (n, n))
-    r = closure_semi_naive(e, n)
+    with sparse_mode(mode):
+        r = closure_semi_naive(e, n)
     assert len(r) == n * (n - 1) // 2
     np.testing.assert_array_equal(r.to_dense(), np.triu(np.ones((n, n)), k=1))

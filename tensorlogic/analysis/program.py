@@ -86,6 +86,10 @@ class Analyzed:
         return self.domains[self.slot_domain[(tensor, k)]]
 
 
+def _opname(op: str) -> str:
+    return "=" if op == "+" else f"{op}="
+
+
 def _err(msg: str, span: Span | None, hint: str | None = None) -> Diagnostic:
     return Diagnostic(msg, span, hint)
 
@@ -95,11 +99,12 @@ class _Analyzer:
         self.low = low
         self.inputs = inputs
         self.base_dir = str(base_dir) if base_dir is not None else None
-        self.errors: list[Diagnostic] = []
+        self.errors: list[Diagnostic] = list(low.errors)  # statements lowering could not take
         self.tensors: dict[str, TensorInfo] = {}
         self.contribs: list[Contribution] = []
         self.uf = UnionFind()
         self.scalars: dict[str, int] = {}
+        self.undefined: set[str] = set()
 
     # ------------------------------------------------------------ helpers
     def fail(self, msg: str, span: Span | None, hint: str | None = None) -> None:
@@ -121,18 +126,20 @@ class _Analyzer:
 
     # ------------------------------------------------------------ phases
     def run(self) -> Analyzed:
+        base = len(self.errors)
         self.collect_data()
         self.collect_names()
+        self.check_defined()
+        base = len(self.errors)  # undefined tensors do not stop the other checks
         self.find_scalars()
         self.build_domains()
-        if self.errors:
+        if len(self.errors) > base:
             raise TLAnalysisError(self.errors)
         self.resolve_constants()
         data = self.data = self.build_data()
-        if self.errors:
+        if len(self.errors) > base:
             raise TLAnalysisError(self.errors)
         infer_ranges(self)
-        self.check_defined()
         if self.errors:
             raise TLAnalysisError(self.errors)
         doms = {name: d for name, d in self.domains.items()}
@@ -226,6 +233,14 @@ class _Analyzer:
         for w in self.low.writes:
             if w.tensor not in self.tensors:
                 self.fail(f"cannot write undefined tensor '{w.tensor}'", w.span)
+        ops: dict[str, tuple[str, Span | None]] = {}
+        for eq in self.low.equations:
+            first = ops.setdefault(eq.lhs, (eq.op, eq.span))
+            if first[0] != eq.op:
+                d = _err(f"{eq.lhs} is defined with two projections, {_opname(first[0])} and {_opname(eq.op)}",
+                         eq.span, "all equations for one tensor must use the same one of =, max=, min=, avg=")
+                d.notes.append((f"{eq.lhs} is first defined with {_opname(first[0])}", first[1]))
+                self.errors.append(d)
         # types: Boolean when defined as a relation
         for eq in self.low.equations:
             self.tensors[eq.lhs].boolean |= eq.boolean
@@ -348,7 +363,7 @@ class _Analyzer:
                         dom.add(str(v))
 
     def resolve_constants(self) -> None:
-        def res(e: IExpr, slot: Slot, top: bool) -> IExpr:
+        def res(e: IExpr, slot: Slot, top: bool, span: Span | None = None) -> IExpr:
             if isinstance(e, ISym):
                 if e.name in self.scalars and not e.quoted:
                     return IConst(self.scalars[e.name])
@@ -361,14 +376,14 @@ class _Analyzer:
             if isinstance(e, IConst) and top:
                 dom = self.domains[self.slot_domain[slot]]
                 if dom.symbolic:
-                    self.fail(f"the integer {e.value} is used where {slot[0]} takes symbols of domain "
-                              f"{dom.name}", None, "quote it if it is a symbol: \"" + str(e.value) + "\"")
+                    self.fail(f"the integer {e.value} is used where {slot[0]} position {slot[1] + 1} takes symbols "
+                              f"of domain {dom.name}", span, "quote it if it is a symbol: \"" + str(e.value) + "\"")
             if isinstance(e, IBin):
                 return IBin(e.op, res(e.left, slot, False), res(e.right, slot, False))
             return e
 
         def fix(pos: tuple[Pos, ...], tensor: str) -> tuple[Pos, ...]:
-            return tuple(Pos(res(p.expr, (tensor, k), True), p.virtual, p.normalized, p.span)
+            return tuple(Pos(res(p.expr, (tensor, k), True, p.span), p.virtual, p.normalized, p.span)
                          for k, p in enumerate(pos))
 
         for eq in self.low.equations:
@@ -452,7 +467,7 @@ class _Analyzer:
 
     def _check_read(self, r: Read) -> None:
         t = self.tensors.get(r.tensor)
-        if t is None or t.has_data or t.has_equations or t.learnable:
+        if t is None or t.has_data or t.has_equations or t.learnable or r.tensor in self.low.failed_defs:
             return
         if r.tensor in self.inputs:
             return
@@ -461,6 +476,7 @@ class _Analyzer:
         if r.tensor in self._reported:
             return
         self._reported.add(r.tensor)
+        self.undefined.add(r.tensor)
         self.fail(f"undefined tensor '{r.tensor}'", r.span,
                   f"give it data ({r.tensor} = [...], a fact, a file, or prog.run({r.tensor}=...)), define it "
                   f"with an equation, or declare it: tensor {r.tensor}[...] learnable")

@@ -248,6 +248,7 @@ def infer_ranges(A: _Analyzer) -> None:
                                        A.tensors[t0].span))
     # final ranges, and errors for what is still unknown
     for eq in A.low.equations:
+        _rebase_negative_slices(eq, slices_of.get(eq.id, []), size_of)
         occ = occurrences(eq.rhs, eq.lhs, eq.lhs_pos)
         all_vars = set(eq.lhs_vars()) | {v for _, p, _ in occ for v in ix_vars(p.expr)}
         from ..ir.nodes import node_vars
@@ -255,6 +256,9 @@ def infer_ranges(A: _Analyzer) -> None:
         all_vars |= set(node_vars(eq.rhs))
         rng = ranges_for(occ, slices_of.get(eq.id, []), all_vars)
         _concat_ranges(eq, rng)
+        if any(r.tensor in A.undefined for r in reads(eq.rhs)):
+            eq.ranges = rng
+            continue  # already reported: do not add its consequences
         for v in sorted(all_vars - set(rng), key=str):
             if eq.virtual_var == v:
                 continue
@@ -267,6 +271,8 @@ def infer_ranges(A: _Analyzer) -> None:
                                        "it must also index a stored tensor, e.g. U[j,t]"))
         eq.ranges = rng
     for q in A.low.queries:
+        if any(r.tensor in A.undefined for r in reads(q.expr)):
+            continue
         occ = occurrences(q.expr)
         q.ranges = ranges_for(occ, [], set(q.free))
         for v in q.free:
@@ -281,11 +287,39 @@ def infer_ranges(A: _Analyzer) -> None:
                 shape.append(0)
                 continue
             n = size_of((name, k))
-            if n is None and not A.errors:
+            if n is None and not A.errors and name not in A.undefined:
                 A.errors.append(Diagnostic(f"the size of {name} position {k + 1} is unknown", t.span,
                                            f"declare it: tensor {name}[...] with sizes"))
             shape.append(n or 0)
         t.shape, t.domains = tuple(shape), tuple(doms)
+
+
+def _rebase_negative_slices(eq, slices, size_of) -> None:
+    """`X[-2:]` reads from n-2: rewrite the slice's offset once the size n is known."""
+    from ..ir.nodes import Pos, Read, walk
+
+    shift: dict[str, tuple[int, int]] = {}
+    for s in slices:
+        n = size_of((s.tensor, s.axis))
+        if isinstance(s.start, IConst) and s.start.value < 0 and n is not None:
+            shift[s.var] = (s.start.value, s.start.value + n)
+    if not shift:
+        return
+
+    def fix(pos):
+        out = []
+        for p in pos:
+            e = p.expr
+            if (isinstance(e, IBin) and e.op == "+" and isinstance(e.left, IVar) and e.left.name in shift
+                    and isinstance(e.right, IConst) and e.right.value == shift[e.left.name][0]):
+                e = IBin("+", e.left, IConst(shift[e.left.name][1]))
+            out.append(Pos(e, p.virtual, p.normalized, p.span))
+        return tuple(out)
+
+    for m in walk(eq.rhs):
+        if isinstance(m, Read):
+            m.pos = fix(m.pos)
+    eq.lhs_pos = fix(eq.lhs_pos)
 
 
 def _concat_ranges(eq, rng: dict[str, Range]) -> None:

@@ -12,12 +12,19 @@ tuples.
     sorted exactly when the rows are. Set operations (``union``, ``difference``, ``contains``) work on these
     keys with merges and ``np.searchsorted``; either representation is derived lazily from the other and
     cached, so a relation that is only ever unioned and subtracted (the accumulator of a semi-naive fixpoint)
-    never pays for decoding its rows. A union keeps up to log2(n) disjoint sorted key runs pending (a
-    log-structured merge, merged on first need), so that a fixpoint's long chain of small unions copies each
-    key O(log n) times rather than once per round, and ``delta.difference(R)`` remembers that the result is
-    disjoint from ``R``, so ``R.union(delta)`` skips re-testing it. Relations whose shape is too large for
-    an int64 key fall back to lexicographic sorting of the rows (``np.lexsort``) and dense ranking
-    (``np.unique(axis=0)``).
+    never pays for decoding its rows (a relation built from more than `_KEYS_ONLY_ROWS` rows keeps only its
+    keys). A union keeps up to log2(n) disjoint sorted key runs pending (a log-structured merge, merged on
+    first need), so that a fixpoint's long chain of small unions copies each key O(log n) times rather than
+    once per round, and ``delta.difference(R)`` remembers that the result is disjoint from ``R``, so
+    ``R.union(delta)`` skips re-testing it. Relations whose shape is too large for an int64 key fall back to
+    lexicographic sorting of the rows (``np.lexsort``) and dense ranking (``np.unique(axis=0)``).
+
+    Dense regime: when the key range ``prod(shape)`` is small next to the number of keys involved (at most
+    `_BITMAP_RATIO` times it, e.g. a closure that covers a good part of all node pairs), sorting, merging and
+    membership go through a Boolean bitmap of ``prod(shape)`` cells instead (a scatter, a gather, a scan:
+    10x or more faster than sorting or binary search), and a relation that was tested against many keys
+    caches its bitmap; a union passes an updated copy of it on, so a fixpoint's accumulator builds its
+    bitmap once. The tuples themselves stay sorted keys and rows.
 
 `join_project`
     Evaluates ``head(out_vars) :- R1(vars1), R2(vars2), ...``: the natural join of the operands on shared
@@ -26,9 +33,12 @@ tuples.
     first), and after every step each variable that neither the head nor a remaining operand uses is
     projected away, which keeps transitive-closure style joins small. A pairwise join is either
 
-    * a scipy.sparse CSR matrix product, when every shared variable is projected away right after the join
+    * a matrix product, when every shared variable is projected away right after the join
       (``A(x,y) B(y,z) -> (x,z)``, with groups of variables encoded into one row / inner / column index) and
-      the join has enough matching pairs for the product to beat materialising them; or
+      the join has enough matching pairs for the product to beat materialising them: a scipy.sparse CSR x
+      CSR product or, when the result is dense enough (estimated cost below `_DENSE_RATIO` times the number
+      of matching pairs), a Boolean product with one dense factor, computed in cache-sized blocks of rows,
+      whose result is scanned in key order without sorting; or
     * a sort-merge join: the shared variables are encoded into one int64 key per row (dense ranks when the
       radix product exceeds 2**62), one side is argsorted, ``np.searchsorted`` (or, for a small key range,
       ``np.bincount`` offsets) finds the run of matches of every row of the other side, and the matching
@@ -39,7 +49,6 @@ tuples.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -60,10 +69,13 @@ _SPARSE_RATIO = 1.0
 # nodes). A dense result (only with a dense right factor) may have at most _DENSE_MAX_CELLS cells.
 _DENSE_RATIO = 48.0
 _DENSE_MAX_CELLS = 1 << 27
+_DENSE_BLOCK_BYTES = 1 << 18
 # Set operations on keys in a range [0, ext) with ext <= _BITMAP_RATIO * (number of keys involved) + _BITMAP_MIN
 # use a Boolean bitmap of length ext (a scatter, a gather or a scan) instead of binary searches and merges.
 _BITMAP_RATIO = 16
 _BITMAP_MIN = 1 << 12
+# `Relation(rows, shape)` with more rows than this keeps only their keys (rows are decoded on first use).
+_KEYS_ONLY_ROWS = 1 << 14
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -101,10 +113,14 @@ def _decode(keys: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
     out = np.empty((keys.shape[0], k), dtype=np.int64)
     if k == 0:
         return out
+    if k == 1:
+        out[:, 0] = keys
+        return out
+    # quotient and remainder straight into the columns (3x faster than assigning divmod's results)
     rem = keys
     for j in range(k - 1, 0, -1):
-        rem, out[:, j] = np.divmod(rem, max(int(sizes[j]), 1))
-    out[:, 0] = rem
+        np.divmod(rem, max(int(sizes[j]), 1), out=(out[:, j - 1], out[:, j]))
+        rem = out[:, j - 1]
     return out
 
 
@@ -231,16 +247,21 @@ def _merge_disjoint(x: np.ndarray, y: np.ndarray, ext: int | None = None) -> np.
     return out
 
 
+def _bitmap_pays(ext: int | None, nq: int, runs: Sequence[np.ndarray]) -> bool:
+    """Whether testing `nq` queries against the sorted key arrays `runs` (keys in [0, ext)) is cheaper with a
+    bitmap (a scatter of every run key, zeroing ext bytes, a gather per query) than with binary searches
+    (about log2(len(run)) steps per query and run)."""
+    nr = sum(int(r.shape[0]) for r in runs)
+    return _use_bitmap(ext, nq + nr) and nr + ext // 16 <= 2 * nq * len(runs) * max(nr, 2).bit_length()
+
+
 def _member_any(runs: Sequence[np.ndarray], queries: np.ndarray, ext: int | None = None) -> np.ndarray:
     """Boolean mask: queries[i] in any of the sorted key arrays `runs` (all keys in [0, ext) when `ext` is
     given: then many queries against a small key range are tested with a bitmap, which beats binary search by
     10x or more when it is built for enough queries)."""
     if queries.shape[0] == 0:
         return np.zeros(0, dtype=bool)
-    nq, nr = queries.shape[0], sum(int(r.shape[0]) for r in runs)
-    # a bitmap costs a scatter of every run key and a scan of ext / 8 words; binary search ~log2(nr) steps
-    # per query and run
-    if _use_bitmap(ext, nq + nr) and nr + ext // 16 <= 2 * nq * len(runs) * max(nr, 2).bit_length():
+    if _bitmap_pays(ext, queries.shape[0], runs):
         return _bitmap(ext, *runs)[queries]
     mask = np.zeros(queries.shape[0], dtype=bool)
     for run in runs:
@@ -306,7 +327,7 @@ class Relation:
     # `_runs`, sorted key arrays with no element in common that are merged into `_keys` on first need.
     # `_excluded` is a relation known to share no tuple with this one (set by `difference`), which lets the
     # semi-naive step `R.union(delta.difference(R))` skip re-testing delta against R.
-    __slots__ = ("arity", "shape", "_cols", "_keys", "_runs", "_n", "_fits", "_excluded")
+    __slots__ = ("arity", "shape", "_cols", "_keys", "_runs", "_n", "_fits", "_excluded", "_bits")
 
     arity: int
     shape: tuple[int, ...]
@@ -327,12 +348,14 @@ class Relation:
                 )
         keys = None
         if _fits(shape):
+            # many rows: keep the keys only and decode the rows on first use (a semi-naive step's new tuples
+            # are only ever subtracted and merged, so their rows are never needed); few: keep both
             keys = _encode(cols, shape)
-            if _is_strictly_increasing(keys):
-                cols = np.array(cols, dtype=np.int64, copy=True)
-            else:
+            if not _is_strictly_increasing(keys):
                 keys = _sorted_unique(keys, _radix_product(shape))
-                cols = _decode(keys, shape)
+                cols = _decode(keys, shape) if keys.shape[0] <= _KEYS_ONLY_ROWS else None
+            else:
+                cols = np.array(cols, dtype=np.int64, copy=True) if n <= _KEYS_ONLY_ROWS else None
         else:
             cols = np.array(_lex_unique(cols), dtype=np.int64, copy=True)
         self._init(cols, keys, shape)
@@ -351,6 +374,7 @@ class Relation:
         self._keys = None if keys is None else _readonly(keys)
         self._runs = None
         self._excluded: Relation | None = None
+        self._bits: np.ndarray | None = None
         if runs is not None:
             self._runs = tuple(_readonly(r) for r in runs)
             self._n = sum(int(r.shape[0]) for r in runs)
@@ -457,9 +481,11 @@ class Relation:
         return self._n
 
     def nbytes(self) -> int:
-        """Bytes held by the arrays currently materialised (rows and/or keys)."""
-        arrays = [self._cols, self._keys, *(self._runs or ())]
-        return sum(int(a.nbytes) for a in arrays if a is not None)
+        """Bytes of the rows (counted even while they are not decoded yet: most uses need them) and of the
+        keys, pending runs and membership bitmap currently held."""
+        arrays = [self._keys, *(self._runs or ()), self._bits]
+        rows = self._cols.nbytes if self._cols is not None else 8 * self._n * self.arity
+        return int(rows) + sum(int(a.nbytes) for a in arrays if a is not None)
 
     def __repr__(self) -> str:
         return f"Relation(arity={self.arity}, shape={self.shape}, n={len(self)})"
@@ -489,19 +515,25 @@ class Relation:
         else:
             runs = [_encode(big.cols, shape)]
         add = small._get_keys() if small.shape == shape else _encode(small.cols, shape)
+        bits = big._bits if big.shape == shape else None
         if small._excluded is not big:
-            add = np.compress(~_member_any(runs, add, _radix_product(shape)), add)
+            seen = bits[add] if bits is not None else _member_any(runs, add, _radix_product(shape))
+            add = np.compress(~seen, add)
         if add.shape[0] == 0:
             return big if big.shape == shape else Relation._make(shape, keys=runs[0])
+        if bits is not None:
+            # keep the membership bitmap up to date: a copy (ext bytes) is cheaper than a rebuild (all keys)
+            bits = bits.copy()
+            bits[add] = True
         # Log-structured merge: keep pending runs whose lengths at least double from the last to the first,
         # so a long chain of small unions copies each key O(log n) times instead of once per union.
         runs.append(add)
         while len(runs) > 1 and runs[-2].shape[0] <= 2 * runs[-1].shape[0]:
             y = runs.pop()
             runs[-1] = _merge_disjoint(runs[-1], y, _radix_product(shape))
-        if len(runs) == 1:
-            return Relation._make(shape, keys=runs[0])
-        return Relation._make(shape, runs=tuple(runs))
+        out = Relation._make(shape, keys=runs[0]) if len(runs) == 1 else Relation._make(shape, runs=tuple(runs))
+        out._bits = None if bits is None else _readonly(bits)
+        return out
 
     def difference(self, other: Relation) -> Relation:
         """Tuples of `self` that are not in `other` (shape of `self`)."""
@@ -509,7 +541,7 @@ class Relation:
         if len(self) == 0 or len(other) == 0:
             return self
         if self.shape == other.shape and self._fits:
-            keep = ~_member_any(other._key_runs(), self._get_keys(), self._ext())
+            keep = ~other._member_keys(self._get_keys())
         else:
             ck = _common_keys(self, other)
             if ck is None:
@@ -525,6 +557,18 @@ class Relation:
             out = Relation._make(self.shape, cols=cols, keys=keys)
         out._excluded = other
         return out
+
+    def _member_keys(self, queries: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of the keys `queries` (under `shape`, which fits) are members. Uses the cached
+        membership bitmap, or builds and caches one when that is cheaper than binary searches."""
+        bits = self._bits
+        if bits is None:
+            runs = self._key_runs()
+            ext = self._ext()
+            if not _bitmap_pays(ext, queries.shape[0], runs):
+                return _member_any(runs, queries)
+            bits = self._bits = _readonly(_bitmap(ext, *runs))
+        return bits[queries]
 
     def contains(self, rows: np.ndarray) -> np.ndarray:
         """Boolean mask: which of `rows` (shape (m, arity)) are members."""
@@ -542,7 +586,7 @@ class Relation:
             rq, rs = _rank_rows(q, self.cols)
             out[inside] = np.isin(rq, rs)
         else:
-            out[inside] = _member_any(runs, _encode(q, self.shape), self._ext())
+            out[inside] = self._member_keys(_encode(q, self.shape))
         return out
 
     def select(self, position: int, value: int) -> Relation:
@@ -587,19 +631,36 @@ class Relation:
 # ----------------------------------------------------------------------------------------------------------
 
 
-@dataclass
 class _Table:
     """Intermediate result: unique rows over distinct variables; `sorted` if in lexicographic order; `keys`,
-    when known, the rows' (sorted) int64 keys under the radices of `vars`."""
+    when known, the rows' (sorted) int64 keys under the radices `sizes` of `vars`. Given keys and sizes, the
+    rows are decoded on first use (a join's result that only becomes a Relation may never need them)."""
 
-    cols: np.ndarray
-    keys: np.ndarray | None
-    vars: tuple[str, ...]
-    sorted: bool
-    distinct: dict[str, int] = field(default_factory=dict)
+    __slots__ = ("_cols", "keys", "vars", "sorted", "distinct", "_sizes")
+
+    def __init__(
+        self,
+        cols: np.ndarray | None,
+        keys: np.ndarray | None,
+        vars: tuple[str, ...],
+        sorted: bool,
+        sizes: Sequence[int] | None = None,
+    ) -> None:
+        self._cols = cols
+        self.keys = keys
+        self.vars = vars
+        self.sorted = sorted
+        self.distinct: dict[str, int] = {}
+        self._sizes = sizes
+
+    @property
+    def cols(self) -> np.ndarray:
+        if self._cols is None:
+            self._cols = _decode(self.keys, self._sizes)
+        return self._cols
 
     def __len__(self) -> int:
-        return int(self.cols.shape[0])
+        return int((self._cols if self._cols is not None else self.keys).shape[0])
 
 
 class _Query:
@@ -761,8 +822,13 @@ class _Query:
     ) -> _Table | None:
         """A(ra, s) B(s, rb) -> (ra, rb) by a matrix product, given the shared keys `sa`, `sb` (values in
         [0, inner)) and the number of matching pairs `total`; None if the row or column indices do not fit
-        in int64. The product is CSR x CSR, or, when the result is dense enough that scanning it costs less
-        than sorting the sparse product's entries, dense x CSR (or CSR x dense) into a dense result."""
+        in int64.
+
+        The product is CSR x CSR (its entries put in order by a bitmap scan when the result's cells are few,
+        else by scipy's per-row sort), or, when the estimated cost of a product with one dense Boolean factor
+        is below `_DENSE_RATIO` times `total`, dense x CSR or CSR x dense (see `_dense_left_product`). When
+        the row and column indices are plain encodings of (ra) and (rb), the result's keys are kept and its
+        rows are decoded only if needed."""
         ra = [v for v in a.vars if v not in shared]
         rb = [v for v in b.vars if v not in shared]
         ra.sort(key=self.prio.__getitem__)
@@ -799,11 +865,13 @@ class _Query:
             else:
                 prod.sort_indices()
                 out_c = prod.indices.astype(np.int64, copy=False)
-                keys = None if nrow * ncol > _KEY_LIMIT else out_r * ncol + out_c
+                keys = None
+                if rvals is None and cvals is None and nrow * ncol <= _KEY_LIMIT:
+                    keys = out_r * ncol + out_c
         if keys is not None:
             if rvals is None and cvals is None:
                 # the keys are the output rows' keys under the radices of (ra, rb)
-                return _Table(_decode(keys, self.sizes(ra + rb)), keys, tuple(ra + rb), True)
+                return _Table(None, keys, tuple(ra + rb), True, self.sizes(ra + rb))
             out_r, out_c = np.divmod(keys, ncol)
         parts = [
             _decode(out_r, self.sizes(ra)) if rvals is None else rvals[out_r],
@@ -818,16 +886,17 @@ def _dense_left_product(
     """Sorted keys ``i * ncol + k`` of the nonzero cells of the Boolean product A @ B, where A (nrow, inner)
     has entries (r, sa) and B (inner, ncol) entries (sb, c), computed with A dense and B sparse.
 
-    The rows of A are taken in blocks of `R`: a block's transpose A^T (inner, R) is filled densely, the
-    block of the product's transpose is ``B^T @ A^T`` (one vectorised OR of a dense row of A^T per entry of
-    B), and its transpose (R, ncol) is scanned for nonzero cells, which come out in key order. Blocks keep the
-    working set in cache; a single product over all rows is 3-4x slower once nrow * inner exceeds the cache.
+    The rows of A are taken in blocks of `block` rows: a block's transpose A^T (inner, block) is filled
+    densely, the block of the product's transpose is ``B^T @ A^T`` (scipy ORs a dense row of A^T into the
+    result per entry of B, vectorised along the block), and its transpose (block, ncol) is scanned for
+    nonzero cells, which come out in key order. Blocks of ~256 KiB keep the working set in cache; a single
+    product over all rows is 3-4x slower once nrow * inner exceeds the cache (2,000-10,000 nodes).
     """
     if not _is_nondecreasing(r):
         order = np.argsort(r, kind="stable")
         r, sa = r[order], sa[order]
     bt = _csr(c, sb, ncol, inner, dtype=bool)
-    block = max(8, min(1024, (1 << 18) // max(inner + ncol, 1)))
+    block = max(8, min(1024, _DENSE_BLOCK_BYTES // max(inner + ncol, 1)))
     bounds = np.searchsorted(r, np.arange(0, nrow + block, block, dtype=np.int64))
     out = []
     for k in range(bounds.shape[0] - 1):
@@ -912,7 +981,7 @@ def join_project(
         return Relation._make((), cols=np.zeros((1, 0), dtype=np.int64))
     q = _Query(radix, prio)
 
-    tables = [_operand_table(rel, tuple(vs)) for rel, vs in operands]
+    tables = [_operand_table(rel, tuple(vs), radix) for rel, vs in operands]
     for i in range(len(tables)):
         needed = set(out_vars).union(*(t.vars for j, t in enumerate(tables) if j != i))
         tables[i] = q.project(tables[i], needed)
@@ -943,12 +1012,17 @@ def join_project(
     return _finish(q.project(tables[0], set(out_vars)), out_vars, out_shape, q)
 
 
-def _operand_table(rel: Relation, vs: tuple[str, ...]) -> _Table:
-    """Table of one operand: rows with agreeing components for repeated variables, one column per variable."""
+def _operand_table(rel: Relation, vs: tuple[str, ...], radix: dict[str, int]) -> _Table:
+    """Table of one operand: rows with agreeing components for repeated variables, one column per variable,
+    and values below the variable's radix (the smallest extent of its positions: a larger value cannot match
+    the operand with that extent, and the keys of joins and projections assume it does not occur)."""
     cols = rel.cols
     first: dict[str, int] = {}
     mask = None
     for p, v in enumerate(vs):
+        if rel.shape[p] > radix[v]:
+            inside = cols[:, p] < radix[v]
+            mask = inside if mask is None else mask & inside
         if v in first:
             eq = cols[:, first[v]] == cols[:, p]
             mask = eq if mask is None else mask & eq
@@ -956,7 +1030,7 @@ def _operand_table(rel: Relation, vs: tuple[str, ...]) -> _Table:
             first[v] = p
     if mask is None:
         return _Table(cols, None, vs, True)
-    # dropping a column equal to an earlier one keeps rows sorted and unique
+    # dropping rows, or a column equal to an earlier one, keeps rows sorted and unique
     cols = np.ascontiguousarray(np.compress(mask, cols, axis=0)[:, list(first.values())])
     return _Table(cols, None, tuple(first), True)
 
@@ -976,7 +1050,7 @@ def _finish(t: _Table, out_vars: tuple[str, ...], out_shape: tuple[int, ...], q:
     idx = [t.vars.index(v) for v in out_vars]
     if t.keys is not None and idx == list(range(len(t.vars))) and tuple(q.sizes(t.vars)) == out_shape:
         # the table's keys are the head's keys (and its values lie within the radices, hence the shape)
-        return Relation._make(out_shape, cols=np.ascontiguousarray(t.cols), keys=t.keys)
+        return Relation._make(out_shape, cols=t._cols, keys=t.keys)
     firsts = list(dict.fromkeys(idx))
     in_order = t.sorted and firsts == list(range(len(t.vars)))
     cols = t.cols if idx == list(range(len(t.vars))) else t.cols[:, idx]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..analysis.summation import place_summations
 from ..syntax import ast
-from ..syntax.diagnostics import Diagnostic, Span, TLAnalysisError
+from ..syntax.diagnostics import Diagnostic, Span, TLAnalysisError, source_lines
 from .nodes import (
     Add,
     Apply,
@@ -68,6 +68,8 @@ class Lowered:
     settings: dict[str, float] = field(default_factory=dict)
     slices: dict[int, list[SliceInfo]] = field(default_factory=dict)  # equation id -> its slices
     functions: set[str] = field(default_factory=set)
+    errors: list[Diagnostic] = field(default_factory=list)  # with collect=True: statements that failed
+    failed_defs: set[str] = field(default_factory=set)  # tensors those statements would have defined
 
 
 def _err(msg: str, span: Span | None, hint: str | None = None) -> TLAnalysisError:
@@ -169,7 +171,7 @@ class _Lowerer:
         opname = {"=": "+", "+=": "+", "max=": "max", "min=": "min", "avg=": "avg"}[op]
         e = Equation(eq_id, lhs.name, lhs_pos, opname, rhs, lhs.boolean, span, text)
         e.norm_var = norm[0].expr.name if norm else None
-        if virt:
+        if virt and not isinstance(virt[0].expr, IConst):  # X[i,*0] = ... sets the initial state
             vs = [v for v in _vars_of(virt[0].expr)]
             if len(vs) != 1:
                 raise _err("a virtual index must be one index variable, maybe with an offset (*t+1)",
@@ -240,15 +242,17 @@ def _concats(n: Node) -> list[Concat]:
 def _source_text(span: Span | None) -> str:
     if span is None or not span.source:
         return ""
-    lines = span.source.splitlines()
+    lines = source_lines(span.source)
     if span.line == span.end_line:
         return lines[span.line - 1][span.col - 1:span.end_col - 1]
     first = lines[span.line - 1][span.col - 1:]
     return " ".join([first] + lines[span.line:span.end_line - 1] + [lines[span.end_line - 1][:span.end_col - 1]])
 
 
-def lower(program: ast.Program, user_functions: set[str] | None = None, first_id: int = 0) -> Lowered:
-    """Lower a parsed (and import-expanded) program. Raises TLAnalysisError on ill-formed statements."""
+def lower(program: ast.Program, user_functions: set[str] | None = None, first_id: int = 0,
+          collect: bool = False) -> Lowered:
+    """Lower a parsed (and import-expanded) program. Raises TLAnalysisError on ill-formed statements, or
+    with `collect=True` records them in `Lowered.errors` and lowers the rest (so `tl check` sees all)."""
     lw = _Lowerer(set(user_functions or ()))
     out = lw.out
     out.functions = set(user_functions or ())
@@ -298,8 +302,12 @@ def lower(program: ast.Program, user_functions: set[str] | None = None, first_id
                 raise _err(f"import of '{st.module}' was not expanded", st.span)
         except TLAnalysisError as err:
             errors.extend(err.diagnostics)
-    if errors:
+            head = getattr(st, "lhs", None) or getattr(st, "head", None)
+            if isinstance(head, ast.Ref):
+                out.failed_defs.add(head.name)
+    if errors and not collect:
         raise TLAnalysisError(errors)
+    out.errors = errors
     return out
 
 

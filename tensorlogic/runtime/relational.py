@@ -114,6 +114,9 @@ def evaluate(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[
             if isinstance(p.expr, IVar) and p.expr.name not in out_vars:
                 out_vars.append(p.expr.name)
     res = join_project(operands, tuple(out_vars), sizes)
+    if (not form.compares and not form.negated and res.shape == tuple(head_shape)
+            and [p.expr.name if isinstance(p.expr, IVar) else None for p in eq.lhs_pos] == out_vars):
+        return res  # already sorted, unique and within the head's shape
     cols = res.cols
     if form.compares or form.negated:
         mask = np.ones(len(cols), dtype=bool)

@@ -311,7 +311,13 @@ def unparse_ix(e: IxExpr) -> str:
         return str(e.value)
     if isinstance(e, IxSymbol):
         return f'"{e.name}"' if e.quoted else e.name
-    return f"{unparse_ix(e.left)}{e.op}{unparse_ix(e.right)}"
+    prec = {"+": 1, "-": 1, "/": 2, "%": 2}
+    left, right = unparse_ix(e.left), unparse_ix(e.right)
+    if isinstance(e.left, IxBin) and prec[e.left.op] < prec[e.op]:
+        left = f"({left})"
+    if isinstance(e.right, IxBin) and prec[e.right.op] <= prec[e.op]:
+        right = f"({right})"
+    return f"{left}{e.op}{right}"
 
 
 def unparse_position(p: Position) -> str:

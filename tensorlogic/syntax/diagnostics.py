@@ -10,6 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def source_lines(source: str) -> list[str]:
+    """The lines of a source as the lexer counts them: split at "\\n" only (a trailing "\\r" dropped)."""
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in source.split("\n")]
+    if lines and lines[-1] == "" and source.endswith("\n"):
+        lines.pop()
+    return lines
+
+
 @dataclass(frozen=True)
 class Span:
     """A region of source text: 1-based line and column of its start and end (end exclusive)."""
@@ -23,7 +31,7 @@ class Span:
 
     def line_text(self) -> str | None:
         """The source line the span starts on, or None when the source is not known."""
-        lines = self.source.splitlines()
+        lines = source_lines(self.source)
         if 1 <= self.line <= len(lines):
             return lines[self.line - 1]
         return None

@@ -13,7 +13,7 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
-from .diagnostics import Diagnostic, Span, TLError, TLSyntaxError
+from .diagnostics import Diagnostic, Span, TLError, TLSyntaxError, source_lines
 
 GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 
@@ -57,11 +57,38 @@ _WORDS = {
 }
 
 
-def _expected_words(expected: set[str]) -> str:
-    names = sorted({_WORDS.get(e, e.lower()) for e in expected if not e.startswith("__")})
+def _expected_words(expected: set[str], closer: str | None = None) -> str:
+    """Plain words for a set of terminals; `closer` (the bracket that must close next) comes first."""
+    wrong = {"RPAR", "RSQB"} - {closer} if closer else set()
+    names = sorted({_WORDS.get(e, e.lower()) for e in expected if not e.startswith("__") and e not in wrong
+                    and e != closer})
     if len(names) > 6:
         names = names[:6] + ["..."]
+    if closer in expected:
+        names.insert(0, _WORDS[closer])
     return ", ".join(names)
+
+
+def _open_bracket(source: str, line: int, col: int) -> str | None:
+    """The terminal of the bracket that must close next at (line, col), ignoring strings and comments."""
+    lines = source_lines(source)
+    stack: list[str] = []
+    for n, text in enumerate(lines[:line], 1):
+        in_str = False
+        for c_idx, ch in enumerate(text, 1):
+            if n == line and c_idx >= col:
+                break
+            if ch == '"':
+                in_str = not in_str
+            elif in_str:
+                continue
+            elif ch == "#":
+                break
+            elif ch in "([":
+                stack.append("RPAR" if ch == "(" else "RSQB")
+            elif ch in ")]" and stack:
+                stack.pop()
+    return stack[-1] if stack else None
 
 
 def _span_of(meta_or_tok, file: str, source: str) -> Span | None:
@@ -75,7 +102,9 @@ def _syntax_error(err: UnexpectedInput, file: str, source: str) -> TLSyntaxError
     line, col = getattr(err, "line", 1) or 1, getattr(err, "column", 1) or 1
     hint = None
     if isinstance(err, UnexpectedCharacters):
-        ch = source.splitlines()[line - 1][col - 1] if line - 1 < len(source.splitlines()) else "?"
+        lines = source_lines(source)
+        text = lines[line - 1] if line - 1 < len(lines) else ""
+        ch = text[col - 1] if 0 <= col - 1 < len(text) else "?"
         msg = f"unexpected character {ch!r}"
         exp = _expected_words(set(err.allowed or ()))
         if exp:
@@ -84,15 +113,16 @@ def _syntax_error(err: UnexpectedInput, file: str, source: str) -> TLSyntaxError
             hint = "quote symbols with double quotes; a prime (p') must follow a name directly"
         span = Span(file, line, col, line, col + 1, source)
     elif isinstance(err, UnexpectedEOF):
-        lines = source.splitlines() or [""]
+        lines = source_lines(source) or [""]
         line, col = len(lines), len(lines[-1]) + 1
-        msg = f"unexpected end of input; expected {_expected_words(set(err.expected))}"
+        closer = _open_bracket(source, line, col)
+        msg = f"unexpected end of input; expected {_expected_words(set(err.expected), closer)}"
         span = Span(file, line, col, line, col + 1, source)
     else:
         assert isinstance(err, UnexpectedToken)
         tok = err.token
         if tok.type == "$END":
-            lines = source.splitlines() or [""]
+            lines = source_lines(source) or [""]
             line, col = len(lines), len(lines[-1]) + 1
             what = "end of input"
         elif tok.type == "_NL":
@@ -100,7 +130,8 @@ def _syntax_error(err: UnexpectedInput, file: str, source: str) -> TLSyntaxError
             col = (tok.column or col)
         else:
             what = repr(str(tok))
-        msg = f"unexpected {what}; expected {_expected_words(set(err.expected))}"
+        closer = _open_bracket(source, line, col)
+        msg = f"unexpected {what}; expected {_expected_words(set(err.expected), closer)}"
         width = max(1, len(str(tok))) if tok.type not in ("_NL", "$END") else 1
         span = Span(file, line, col, line, col + width, source)
         if err.expected & {"RPAR", "RSQB"} and tok.type not in ("RPAR", "RSQB"):
@@ -382,7 +413,7 @@ class _StatementError(Exception):
 def _logical_lines(text: str) -> list[tuple[int, str]]:
     """(first line number, text) of each statement-sized chunk, for error recovery: a line, joined with the
     next ones while brackets are open and the next line does not look like a new statement."""
-    lines = text.splitlines()
+    lines = source_lines(text)
     out, n = [], 0
     while n < len(lines):
         start, buf, depth = n, [lines[n]], 0
