@@ -114,6 +114,7 @@ def test_unclosed_square_bracket_expects_the_closing_bracket():
     src = "A = [1, 2]\nY[i] = A[i"
     msg = diagnostics(syntax_error(src))[0][2]
     assert "']'" in msg and "')'" not in msg, msg
+    assert "expected ']'," in msg, msg  # the needed closer comes first
 
 
 def test_unclosed_bracket_over_several_lines_reports_the_end_of_input():
