@@ -503,3 +503,12 @@ def test_tl_run_prints_the_iteration_warning(tmp_path, capsys):
     code = cli.main(["run", str(path)])
     _, err = capsys.readouterr()
     assert code == 0 and "warning:" in err and "iteration limit" in err
+
+
+def test_inconsistent_declared_domains_are_an_error():
+    src = ("domain Person: Alice, Bob\ndomain Food: Pizza\ntensor Parent(Person, Person)\n"
+           "tensor Likes(Person, Food)\nParent(Alice, Bob). Likes(Bob, Pizza)\nX(x) <- Parent(x, y), Likes(y, x).\n")
+    with pytest.raises(tl.TLAnalysisError) as info:
+        tl.Program(src, "prog.tl").analyze()
+    msg = str(info.value)
+    assert "prog.tl:6:1" in msg and "inconsistent domains" in msg and "Person" in msg and "Food" in msg

@@ -288,27 +288,23 @@ class _Analyzer:
         t = self.tensors.get(slot[0])
         return t is not None and t.virtual_axis != slot[1]
 
+    def _unify(self, a, b, var: str, stmt) -> None:
+        """Put two slots (or a slot and a declared domain) in one domain; two declared domains clash."""
+        ra, rb = self.uf.find(a), self.uf.find(b)
+        if ra != rb and ra[0] == "@" and rb[0] == "@":
+            where = a if a[0] != "@" else b
+            self.fail(f"inconsistent domains: index {var} joins domain {ra[1]} and domain {rb[1]}"
+                      + (f" ({where[0]} position {where[1] + 1})" if where[0] != "@" else ""),
+                      getattr(stmt, "span", None), "an index ranges over one domain; use two indices")
+            return
+        self.uf.union(a, b)
+
     def build_domains(self) -> None:
         uf = self.uf
         for name, t in self.tensors.items():
             for k in range(t.arity):
                 uf.find((name, k))
-        # plain variables unify slots within a statement
-        per_stmt: dict[int, dict[str, list[Slot]]] = {}
-        for slot, p, stmt, _ in self._occurrences():
-            if isinstance(p.expr, IVar) and self._is_stored(slot):
-                per_stmt.setdefault(id(stmt), {}).setdefault(p.expr.name, []).append(slot)
-        for eq in self.low.equations:
-            for m in walk(eq.rhs):
-                if isinstance(m, Compare) and isinstance(m.left, IVar) and isinstance(m.right, IVar):
-                    vs = per_stmt.get(id(eq), {})
-                    a, b = vs.get(m.left.name), vs.get(m.right.name)
-                    if a and b:
-                        uf.union(a[0], b[0])
-        for vs in per_stmt.values():
-            for slots in vs.values():
-                for s in slots[1:]:
-                    uf.union(slots[0], s)
+        # declared domains first, so that a variable joining two of them can be reported
         for d in self.low.decls:
             if isinstance(d, ast.DomainDecl):
                 uf.find(("@", d.name))
@@ -316,11 +312,33 @@ class _Analyzer:
                 for k, ds in enumerate(d.dims):
                     if ds.domain:
                         uf.union(("@", ds.domain), (d.name, k))
+        # plain variables unify slots within a statement
+        per_stmt: dict[int, dict[str, list[Slot]]] = {}
+        stmts: dict[int, Any] = {}
+        for slot, p, stmt, _ in self._occurrences():
+            if isinstance(p.expr, IVar) and self._is_stored(slot):
+                per_stmt.setdefault(id(stmt), {}).setdefault(p.expr.name, []).append(slot)
+                stmts[id(stmt)] = stmt
+        for d in self.low.decls:
             if isinstance(d, ast.IndexDecl) and d.domain:
                 for eq_vars in per_stmt.values():
                     for v in d.names:
                         for s in eq_vars.get(v, []):
-                            uf.union(("@", d.domain), s)
+                            self._unify(("@", d.domain), s, v, d)
+
+        def cmp_pairs(eq):
+            for m in walk(eq.rhs):
+                if isinstance(m, Compare) and isinstance(m.left, IVar) and isinstance(m.right, IVar):
+                    yield m.left.name, m.right.name
+
+        for key, vs in per_stmt.items():
+            for v, slots in vs.items():
+                for s in slots[1:]:
+                    self._unify(slots[0], s, v, stmts[key])
+            if isinstance(stmts[key], Equation):
+                for a, b in cmp_pairs(stmts[key]):
+                    if vs.get(a) and vs.get(b):
+                        self._unify(vs[a][0], vs[b][0], f"{a} and {b}", stmts[key])
         # domains: one per class
         self.domains: dict[str, Domain] = {}
         self.slot_domain: dict[Slot, str] = {}
