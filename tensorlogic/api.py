@@ -15,6 +15,8 @@ inputs given to `run` (arrays for tensors, iterables of tuples for relations).
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,9 @@ import numpy as np
 from .analysis.program import Analyzed, analyze, analyze_query
 from .backends.numpy_backend import get_backend
 from .ir.lower import Lowered, lower
-from .ir.nodes import QueryIR
+from .ir.nodes import QueryIR, reads
+from .plan.program import ProgramPlan, human_bytes, parse_bytes, plan_program
+from .plan.program import render as render_plan
 from .runtime.executor import Executor, RunReport
 from .runtime.files import TupleData, resolve_path, write_tensor_file
 from .runtime.queries import answer, format_answer
@@ -51,7 +55,8 @@ class Program:
     """A tensor logic program: parse once, run with inputs, read tensors and answer queries."""
 
     def __init__(self, source: str, file: str = "<input>", base_dir: str | Path | None = None,
-                 backend: str = "numpy", functions: dict[str, Callable] | None = None, seed: int = 0):
+                 backend: str = "numpy", functions: dict[str, Callable] | None = None, seed: int = 0,
+                 memory_budget: int | str | None = None):
         self.source = source
         self.file = file
         self.base_dir = Path(base_dir) if base_dir is not None else (
@@ -59,6 +64,7 @@ class Program:
         self.backend = get_backend(backend)
         self.functions: dict[str, Callable] = dict(functions or {})
         self.seed = seed
+        self.memory_budget = parse_bytes(memory_budget) if isinstance(memory_budget, str) else memory_budget
         self.ast: ast.Program = expand_imports(parse(source, file), self.base_dir)
         self._inputs: dict[str, Any] = {}
         self._analyzed: Analyzed | None = None
@@ -100,6 +106,19 @@ class Program:
         when first read (`prog["Name"]`)."""
         self.analyze(**inputs)
         ex = self.executor
+        if self.memory_budget is not None or "plan" in os.environ.get("TL_DEBUG", ""):
+            plan = self.plan(self.memory_budget)
+            if "plan" in os.environ.get("TL_DEBUG", ""):
+                print(render_plan(plan), file=sys.stderr)
+            if self.memory_budget is not None and plan.peak_bytes > self.memory_budget:
+                raise TLRuntimeError(
+                    f"this run needs about {human_bytes(plan.peak_bytes)} at its peak, more than the memory budget "
+                    f"of {human_bytes(self.memory_budget)}; nothing was run",
+                    hint=f"raise the budget to at least {human_bytes(plan.peak_bytes)} (tl plan shows where the "
+                         "memory goes)")
+        ex.free_dead = True
+        ex.keep = {r.tensor for q in self.analyzed.queries for r in reads(q.expr)}
+        ex.keep |= {w.tensor for w in self.analyzed.writes}
         if not self.analyzed.queries and not self.analyzed.writes:
             ex.ensure(None)
         self.answers = [Answer(q.text, answer(ex, q), q) for q in self.analyzed.queries]
@@ -117,6 +136,14 @@ class Program:
 
     def tensors(self) -> list[str]:
         return sorted(self.analyzed.tensors)
+
+    def plan(self, memory_budget: int | str | None = None, effort: str = "fast") -> ProgramPlan:
+        """The whole-program plan of what a run computes: orders, FLOPs, sparse/dense, liveness, peak memory."""
+        a = self.analyzed
+        budget = parse_bytes(memory_budget) if isinstance(memory_budget, str) else memory_budget
+        needed = {r.tensor for q in a.queries for r in reads(q.expr)} | {w.tensor for w in a.writes}
+        relational = {k: f is not None for k, f in self.executor.forms.items()}
+        return plan_program(a, relational, needed or None, budget, effort)
 
     def query(self, text: str) -> Any:
         """Answer one query, e.g. `prog.query("Ancestor(Alice, x)")`, as Python values."""

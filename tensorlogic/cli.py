@@ -4,6 +4,7 @@
     tl check FILE                             report every syntax and analysis error
     tl show --ast|--ir FILE                   print the parsed or lowered program
     tl graph FILE [--out g.dot]               the dataflow graph as DOT (SVG/PNG when Graphviz is installed)
+    tl plan FILE [--memory-budget 1GB] [--dot]  each join's order, FLOPs, memory; the predicted peak
 
 Errors print as `file:line:col: error: ...` with the source line and a caret, and exit with status 1.
 """
@@ -21,15 +22,18 @@ from pathlib import Path
 from .api import Program, load
 from .ir.graph import build_graph, strata, to_dot
 from .ir.nodes import equation_str, expr_str
+from .plan.program import human_bytes
+from .plan.program import render as render_plan
+from .plan.program import to_dot as plan_to_dot
 from .syntax.diagnostics import TLError
 
 
-def _load(path: str, backend: str = "numpy") -> Program:
-    return load(path, backend=backend)
+def _load(path: str, backend: str = "numpy", memory_budget: str | None = None) -> Program:
+    return load(path, backend=backend, memory_budget=memory_budget)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    prog = _load(args.file, args.backend)
+    prog = _load(args.file, args.backend, args.memory_budget)
     answers = prog.run()
     for a in answers:
         if args.json:
@@ -43,10 +47,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"note: {', '.join(s.tensors)}: reached its {s.stopped_by} after {s.rounds} iterations "
                   f"(last change {s.change:.3g})", file=sys.stderr)
     if args.stats:
+        print(f"[memory] peak of tensor values counted by the executor: {human_bytes(prog.executor.peak_bytes)}",
+              file=sys.stderr)
         for s in prog.report.strata:
             extra = f", {s.rounds} rounds, stopped by {s.stopped_by}" if s.kind != "once" else ""
             print(f"[stratum] {', '.join(s.tensors)}: {s.kind}{extra}", file=sys.stderr)
     return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    prog = _load(args.file)
+    plan = prog.plan(args.memory_budget, effort=args.effort)
+    if args.dot:
+        sys.stdout.write(plan_to_dot(plan))
+        return 0
+    print(render_plan(plan))
+    return 0 if plan.memory_budget is None or plan.peak_bytes <= plan.memory_budget else 1
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -124,7 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="one JSON object per query, in program order")
     r.add_argument("--backend", default="numpy", help="numpy (default)")
     r.add_argument("--stats", action="store_true", help="print each stratum's evaluation (rounds, stop reason)")
+    r.add_argument("--memory-budget", help="refuse to run when the plan's peak memory exceeds this (e.g. 1GB)")
     r.set_defaults(fn=cmd_run)
+    pl = sub.add_parser("plan", help="print each equation's contraction order, FLOPs, memory and the peak")
+    pl.add_argument("file")
+    pl.add_argument("--memory-budget", help="check the predicted peak against a budget, e.g. 200MB")
+    pl.add_argument("--dot", action="store_true", help="draw the plan as DOT")
+    pl.add_argument("--effort", default="fast", choices=["fast", "high"], help="contraction-order search effort")
+    pl.set_defaults(fn=cmd_plan)
     c = sub.add_parser("check", help="report every error in a program without running it")
     c.add_argument("file")
     c.set_defaults(fn=cmd_check)

@@ -34,7 +34,7 @@ from ..ir.nodes import (
     expr_str,
     ix_vars,
 )
-from ..plan.contract import plan_join
+from ..plan.program import cached_plan_join
 from ..syntax.diagnostics import TLRuntimeError
 
 Range = tuple[int, int]
@@ -138,6 +138,7 @@ class DenseEvaluator:
         self.user_functions = user_functions or {}
         self.where = where
         self.steps: list = []  # contraction plans used, for TL_DEBUG=plan
+        self.max_transient = 0  # bytes of the largest intermediate of a pairwise step
 
     def full(self, x: Labeled, order: tuple[str, ...]) -> np.ndarray:
         arr = align(x, order)
@@ -223,7 +224,7 @@ class DenseEvaluator:
             arr = np.sum(x.arr, axis=axes) if axes else x.arr
             return Labeled(arr * scale if scale != 1 else arr, tuple(v for v in x.vars if v not in over))
         sizes = {v: self.ranges[v][1] - self.ranges[v][0] for v in allv}
-        plan = plan_join([x.vars for x in xs], out, sizes)
+        plan = cached_plan_join([x.vars for x in xs], out, sizes)
         self.steps.append(plan)
         ops = list(xs)
         for step in plan.steps:
@@ -236,6 +237,7 @@ class DenseEvaluator:
             for k in sorted((i, j), reverse=True):
                 ops.pop(k)
             ops.append(Labeled(res, tuple(step.output)))
+            self.max_transient = max(self.max_transient, int(np.asarray(res).nbytes))
         result = ops[-1]
         if scale != 1:
             result = Labeled(result.arr * scale, result.vars)

@@ -53,7 +53,6 @@ class Executor:
         self.prog = prog
         self.backend = backend
         self.functions = functions or {}
-        self.values: dict[str, Value] = {}
         self.computed: set[str] = set()
         self.report = RunReport()
         self.rng = np.random.default_rng(int(prog.settings.get("seed", seed)))
@@ -62,8 +61,11 @@ class Executor:
         self.debug = debug if debug is not None else "plan" in os.environ.get("TL_DEBUG", "")
         self._initial: dict[str, Value] = {}
         self.forms = {eq.id: relational.relational_form(eq, self.is_boolean) for eq in prog.equations}
-        for name in prog.tensors:
-            self.values[name] = self.initial(name)
+        self.values = _Values(self.initial)  # a tensor's value appears when first needed
+        self.plan = None  # the ProgramPlan of the last ensure(), for liveness
+        self.free_dead = False  # free computed tensors after their last reader (run() turns it on)
+        self.keep: set[str] = set()  # never freed: what the run's queries and file writes read
+        self.peak_bytes = 0  # the most bytes of tensor values live at once, counted by the executor
 
     # ------------------------------------------------------------ values
     def is_boolean(self, name: str) -> bool:
@@ -108,16 +110,35 @@ class Executor:
         return v if isinstance(v, Relation) else Relation.from_dense(np.asarray(v))
 
     # ------------------------------------------------------------ driving
-    def ensure(self, names: set[str] | None = None) -> None:
-        """Compute the given tensors (all when None) and everything they depend on."""
+    def live_bytes(self) -> int:
+        return sum(_nbytes(v) for v in self.values.values())
+
+    def ensure(self, names: set[str] | None = None, keep: set[str] | None = None) -> None:
+        """Compute the given tensors (all when None) and everything they depend on.
+
+        With `free_dead`, a computed tensor is dropped after the last stratum that reads it, unless it is in
+        `keep` or `names` (it is recomputed if asked for later)."""
         todo = None if names is None else {n for n in names if n not in self.computed}
         if todo is not None and not todo:
             return
-        for st in strata(self.prog.equations, todo):
+        sts = strata(self.prog.equations, todo)
+        last_use: dict[str, int] = {}
+        for k, st in enumerate(sts):
+            for e in st.equations:
+                for r in reads(e.rhs):
+                    last_use[r.tensor] = k
+        protect = set(keep or ()) | set(names or ()) | set(self.prog.data) | self.keep
+        for k, st in enumerate(sts):
             if all(t in self.computed for t in st.tensors):
                 continue
             self.run_stratum(st)
             self.computed.update(st.tensors)
+            self.peak_bytes = max(self.peak_bytes, self.live_bytes())
+            if self.free_dead and names is not None:
+                for t, last in last_use.items():
+                    if last <= k and t in self.computed and t not in protect and t not in st.tensors:
+                        self.computed.discard(t)
+                        self.values.pop(t, None)
 
     def run_stratum(self, st: Stratum) -> None:
         if any(e.virtual_var is not None or _virtual_const(e) for e in st.equations):
@@ -159,7 +180,9 @@ class Executor:
                 print(f"[plan] {equation_str(eq)}\n{plan}", file=sys.stderr)
         t = self.prog.tensors[eq.lhs]
         lhs = [p.expr for k, p in enumerate(eq.lhs_pos) if k != t.virtual_axis]
-        return scatter(res, lhs, rng, t.storage_shape, eq.op)
+        out = scatter(res, lhs, rng, t.storage_shape, eq.op)
+        self.peak_bytes = max(self.peak_bytes, self.live_bytes() + ev.max_transient + out[0].nbytes)
+        return out
 
     def combine(self, name: str, eqs: list[Equation], read: Callable, include_data: bool = True) -> Value:
         """The head's value from its data and all its equations."""
@@ -330,6 +353,22 @@ class Executor:
             for t, a in new.items():
                 self.values[t] = (a > 0).astype(np.float64) if self.is_boolean(t) else a
         self.report.strata.append(StratumReport(st.tensors, "loop", hi - lo, "fixpoint"))
+
+
+class _Values(dict):
+    """Tensor values; a missing one is created from the tensor's initial value on first access."""
+
+    def __init__(self, make: Callable[[str], Value]):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, name: str) -> Value:
+        v = self[name] = self._make(name)
+        return v
+
+
+def _nbytes(v: Value) -> int:
+    return v.nbytes() if isinstance(v, Relation) else int(np.asarray(v).nbytes)
 
 
 def _dense(v: Value) -> np.ndarray:

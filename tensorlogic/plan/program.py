@@ -1,0 +1,318 @@
+"""Whole-program planning: every join's order and cost, the schedule of strata, liveness and peak memory.
+
+`plan_program(analyzed)` reads an analysed program (shapes, ranges, which equations are relational) and
+returns a `ProgramPlan`: per equation, each product's contraction plan (dense) or join estimate (sparse
+relational), its FLOPs and largest intermediate; the strata in evaluation order; for every tensor the last
+stratum that reads it (so the runtime can free it then); and the predicted peak memory. It never touches
+array data. `cached_plan_join` memoises contraction plans per shape signature, so a second run, a fixpoint
+round or a training step does not plan again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from ..ir.graph import Stratum, strata
+from ..ir.nodes import (
+    Add,
+    Apply,
+    Compare,
+    Concat,
+    Const,
+    Equation,
+    IndexValue,
+    Join,
+    Neg,
+    Node,
+    Not,
+    Pow,
+    Read,
+    Reduce,
+    equation_str,
+    ix_vars,
+    reads,
+    walk,
+)
+from .contract import ContractionPlan, plan_join
+
+BYTES_PER_ELEMENT = 8  # float64 dense values
+BYTES_PER_TUPLE_COLUMN = 8  # int64 relation columns
+
+
+@lru_cache(maxsize=4096)
+def _cached(inputs: tuple[tuple[str, ...], ...], output: tuple[str, ...], sizes: tuple[tuple[str, int], ...],
+            minimize: str, effort: str) -> ContractionPlan:
+    return plan_join(list(inputs), output, dict(sizes), minimize=minimize, effort=effort)
+
+
+def cached_plan_join(inputs: list[tuple[str, ...]], output: tuple[str, ...], sizes: dict[str, int],
+                     minimize: str = "flops", effort: str = "fast") -> ContractionPlan:
+    """`plan_join`, planned once per (labels, output, sizes) signature."""
+    used = {v for t in inputs for v in t} | set(output)
+    key_sizes = tuple(sorted((v, n) for v, n in sizes.items() if v in used))
+    return _cached(tuple(tuple(t) for t in inputs), tuple(output), key_sizes, minimize, effort)
+
+
+def node_labels(n: Node) -> tuple[str, ...]:
+    """The index variables of a node's value, in the order the dense evaluator produces them."""
+    if isinstance(n, Read):
+        out: list[str] = []
+        for p in n.pos:
+            for v in ix_vars(p.expr):
+                if v not in out:
+                    out.append(v)
+        return tuple(out)
+    if isinstance(n, Const):
+        return ()
+    if isinstance(n, IndexValue):
+        return (n.var,)
+    if isinstance(n, Compare):
+        return tuple(dict.fromkeys(ix_vars(n.left) + ix_vars(n.right)))
+    if isinstance(n, Not):
+        return node_labels(n.operand)
+    if isinstance(n, Reduce):
+        return tuple(v for v in node_labels(n.operand) if v not in n.over)
+    if isinstance(n, Concat):
+        inner = node_labels(n.operand)
+        return tuple(v for v in inner if v not in n.merged) + (n.into,)
+    if isinstance(n, Apply) and n.norm_var is not None:
+        inner = _union(node_labels(a) for a in n.args)
+        return inner if n.norm_var in inner else inner + (n.norm_var,)
+    kids = {Join: lambda m: m.factors, Add: lambda m: m.terms, Neg: lambda m: [m.operand],
+            Pow: lambda m: [m.base, m.exponent], Apply: lambda m: m.args}
+    for cls, get in kids.items():
+        if isinstance(n, cls):
+            return _union(node_labels(c) for c in get(n))
+    return ()
+
+
+def _union(groups) -> tuple[str, ...]:
+    out: list[str] = []
+    for g in groups:
+        for v in g:
+            if v not in out:
+                out.append(v)
+    return tuple(out)
+
+
+@dataclass
+class JoinPlan:
+    """One product of an equation: dense (a contraction plan) or sparse (a relational join estimate)."""
+
+    kind: str  # "dense" | "sparse"
+    inputs: list[tuple[str, ...]]
+    output: tuple[str, ...]
+    flops: int
+    largest_intermediate: int
+    contraction: ContractionPlan | None = None
+    estimated_tuples: int | None = None
+
+
+@dataclass
+class EquationPlan:
+    equation: Equation
+    kind: str  # "dense" | "relational"
+    joins: list[JoinPlan]
+    flops: int
+    largest_intermediate: int  # elements (dense) or estimated tuples (relational)
+    output_bytes: int
+
+    @property
+    def text(self) -> str:
+        return equation_str(self.equation)
+
+
+@dataclass
+class StratumPlan:
+    tensors: list[str]
+    kind: str  # "once" | "semi-naive" | "iterate" | "loop"
+    equations: list[EquationPlan]
+    live_bytes: int = 0  # tensors live while it runs (inputs, its outputs and everything still needed)
+    peak_bytes: int = 0  # live_bytes plus its largest transient intermediate
+
+
+@dataclass
+class ProgramPlan:
+    strata: list[StratumPlan]
+    tensor_bytes: dict[str, int]
+    last_use: dict[str, int] = field(default_factory=dict)  # tensor -> index of the last stratum reading it
+    keep: set[str] = field(default_factory=set)  # queried or written: never freed
+    memory_budget: int | None = None
+
+    @property
+    def peak_bytes(self) -> int:
+        return max((s.peak_bytes for s in self.strata), default=sum(self.tensor_bytes.values()))
+
+    @property
+    def flops(self) -> int:
+        return sum(e.flops for s in self.strata for e in s.equations)
+
+    @property
+    def largest_tensor(self) -> tuple[str, int]:
+        if not self.tensor_bytes:
+            return ("", 0)
+        name = max(self.tensor_bytes, key=self.tensor_bytes.get)
+        return name, self.tensor_bytes[name]
+
+
+def _prod(xs) -> int:
+    out = 1
+    for x in xs:
+        out *= max(0, int(x))
+    return out
+
+
+def tensor_bytes(prog, name: str) -> int:
+    """Bytes of a tensor's value: dense float64, or int64 tuple columns for a sparse relation."""
+    from ..analysis.data import TupleSet
+
+    t = prog.tensors[name]
+    data = prog.data.get(name)
+    dense = _prod(t.storage_shape) * BYTES_PER_ELEMENT
+    if isinstance(data, TupleSet) and data.weights is None and t.sparse is not False and not t.has_equations:
+        return min(dense, len(data.ids) * max(1, len(t.storage_shape)) * BYTES_PER_TUPLE_COLUMN)
+    return dense
+
+
+def plan_equation(prog, eq: Equation, relational: bool, effort: str = "fast") -> EquationPlan:
+    sizes = {v: hi - lo for v, (lo, hi) in eq.ranges.items()}
+    t = prog.tensors[eq.lhs]
+    out_bytes = _prod(t.storage_shape) * BYTES_PER_ELEMENT
+    joins: list[JoinPlan] = []
+    if relational:
+        atoms = [r for r in reads(eq.rhs) if isinstance(r, Read)]
+        inputs = [node_labels(a) for a in atoms]
+        est = 1
+        for a in atoms:
+            data = prog.data.get(a.tensor)
+            n = len(data.ids) if data is not None and hasattr(data, "ids") else _prod(prog.tensors[a.tensor].shape)
+            est = max(est, n)
+        head = tuple(v for v in eq.lhs_vars())
+        cp = cached_plan_join([i for i in inputs if i] or [()], head if inputs else (), sizes) if inputs else None
+        joins.append(JoinPlan("sparse", inputs, head, cp.flops if cp else 0, est, cp, est))
+        return EquationPlan(eq, "relational", joins, joins[0].flops, est, out_bytes)
+    for m in walk(eq.rhs):
+        if isinstance(m, Reduce) and isinstance(m.operand, Join) or (isinstance(m, Join) and not _under_reduce(eq, m)):
+            join = m.operand if isinstance(m, Reduce) else m
+            over = m.over if isinstance(m, Reduce) else ()
+            inputs = [node_labels(f) for f in join.factors]
+            out = tuple(v for v in _union(inputs) if v not in over)
+            if len(inputs) < 2:
+                flops = _prod(sizes.get(v, 1) for v in _union(inputs))
+                joins.append(JoinPlan("dense", inputs, out, flops, _prod(sizes.get(v, 1) for v in out)))
+                continue
+            cp = cached_plan_join(inputs, out, sizes, effort=effort)
+            joins.append(JoinPlan("dense", inputs, out, cp.flops, cp.largest_intermediate, cp))
+    flops = sum(j.flops for j in joins) or _prod(sizes.values())
+    largest = max([j.largest_intermediate for j in joins] + [_prod(t.storage_shape)])
+    return EquationPlan(eq, "dense", joins, flops, largest, out_bytes)
+
+
+def _under_reduce(eq: Equation, target: Join) -> bool:
+    return any(isinstance(m, Reduce) and m.operand is target for m in walk(eq.rhs))
+
+
+def _kind(st: Stratum, relational: dict[int, bool], prog) -> str:
+    if any(e.virtual_var is not None for e in st.equations):
+        return "loop"
+    if not st.recursive:
+        return "once"
+    if all(relational.get(e.id) for e in st.equations) and all(prog.tensors[t].boolean for t in st.tensors):
+        return "semi-naive"
+    return "iterate"
+
+
+def plan_program(prog, relational: dict[int, bool], needed: set[str] | None = None,
+                 memory_budget: int | None = None, effort: str = "fast") -> ProgramPlan:
+    """Plan the strata that `needed` depends on (all when None), with liveness and peak memory.
+
+    `relational[eq.id]` says whether the runtime runs that equation as a sparse relational join (the
+    runtime's `relational_form` decides; the planner only records it).
+    """
+    sts = strata(prog.equations, needed)
+    sizes = {name: tensor_bytes(prog, name) for name in prog.tensors}
+    keep = {r.tensor for q in prog.queries for r in reads(q.expr)} | {w.tensor for w in prog.writes}
+    if needed is not None:
+        keep |= set(needed)
+    last_use: dict[str, int] = {}
+    for k, st in enumerate(sts):
+        for e in st.equations:
+            for r in reads(e.rhs):
+                last_use[r.tensor] = k
+    plans: list[StratumPlan] = []
+    computed_by = {t: k for k, st in enumerate(sts) for t in st.tensors}
+    for k, st in enumerate(sts):
+        eqs = [plan_equation(prog, e, bool(relational.get(e.id)), effort) for e in st.equations]
+        live = 0
+        for name, nbytes in sizes.items():
+            born = computed_by.get(name, -1)  # data and inputs are live from the start
+            if born > k:
+                continue
+            dies = last_use.get(name, born)
+            if name in keep or name in st.tensors or dies >= k or born == -1:  # data is never freed
+                live += nbytes
+        transient = max([e.largest_intermediate * BYTES_PER_ELEMENT for e in eqs if e.kind == "dense"] + [0])
+        plans.append(StratumPlan(st.tensors, _kind(st, relational, prog), eqs, live, live + transient))
+    return ProgramPlan(plans, sizes, last_use, keep, memory_budget)
+
+
+def parse_bytes(text: str) -> int:
+    """'200MB', '1.5GB', '4096' -> bytes (powers of 1024)."""
+    s = text.strip().upper().replace(" ", "")
+    units = {"KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4, "K": 1024, "M": 1024 ** 2,
+             "G": 1024 ** 3, "B": 1}
+    for u in sorted(units, key=len, reverse=True):
+        if s.endswith(u):
+            return int(float(s[: -len(u)]) * units[u])
+    return int(float(s))
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def render(plan: ProgramPlan) -> str:
+    """The plan as text: per equation its order, FLOPs, largest intermediate, sparse or dense; the peak."""
+    lines = []
+    for k, st in enumerate(plan.strata):
+        lines.append(f"stratum {k}: {', '.join(st.tensors)} [{st.kind}]  live {human_bytes(st.live_bytes)}, "
+                     f"peak {human_bytes(st.peak_bytes)}")
+        for e in st.equations:
+            what = "sparse relational join" if e.kind == "relational" else "dense"
+            lines.append(f"  {e.text}")
+            lines.append(f"    {what}; flops {e.flops:,}; largest intermediate {e.largest_intermediate:,}"
+                         f"{' tuples (estimate)' if e.kind == 'relational' else ' elements'}")
+            for j in e.joins:
+                if j.contraction is not None and j.contraction.steps:
+                    for line in str(j.contraction).splitlines()[1:-1]:
+                        lines.append(f"      {line.strip()}")
+    name, nbytes = plan.largest_tensor
+    lines.append(f"predicted peak memory: {human_bytes(plan.peak_bytes)}; total flops {plan.flops:,}; "
+                 f"largest tensor {name} ({human_bytes(nbytes)})")
+    if plan.memory_budget is not None:
+        ok = plan.peak_bytes <= plan.memory_budget
+        lines.append(f"memory budget {human_bytes(plan.memory_budget)}: "
+                     + ("fits" if ok else f"EXCEEDED by {human_bytes(plan.peak_bytes - plan.memory_budget)}"))
+    return "\n".join(lines)
+
+
+def to_dot(plan: ProgramPlan) -> str:
+    """The plan as DOT: strata as clusters, each equation a box with its cost, edges from tensors read."""
+    out = ["digraph plan {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=10];']
+    for k, st in enumerate(plan.strata):
+        out.append(f'  subgraph cluster_{k} {{ label="stratum {k} ({st.kind})";')
+        for e in st.equations:
+            label = f"{e.text}\\n{e.kind}, {e.flops:,} flops".replace('"', '\\"')
+            out.append(f'    e{e.equation.id} [shape=box, label="{label}"];')
+        out.append("  }")
+        for e in st.equations:
+            out.append(f'  e{e.equation.id} -> "{e.equation.lhs}";')
+            for r in sorted({r.tensor for r in reads(e.equation.rhs)}):
+                out.append(f'  "{r}" -> e{e.equation.id};')
+    out.append("}")
+    return "\n".join(out) + "\n"

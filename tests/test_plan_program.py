@@ -1,0 +1,101 @@
+"""Whole-program planning: `tl plan`, the memory budget check, plan caching and liveness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tensorlogic as tl
+from tensorlogic.cli import main
+from tensorlogic.plan.program import cached_plan_join, parse_bytes
+
+CHAIN = """
+A[i,j] = X[i,j]
+B[i,k] = A[i,j] Y[j,k]
+C[i,l] = B[i,k] Z[k,l] W[l,m] V[m,n]
+C?
+"""
+
+
+def _inputs(rng):
+    return dict(X=rng.random((30, 40)), Y=rng.random((40, 5)), Z=rng.random((5, 50)), W=rng.random((50, 60)),
+                V=rng.random((60, 2)))
+
+
+def test_plan_reports_each_join_with_its_flops(tmp_path, capsys):
+    path = tmp_path / "p.tl"
+    path.write_text("X = [[1, 2], [3, 4]]\nY = [[1, 0], [0, 1]]\nZ = [[2, 0], [0, 2]]\n"
+                    "C[i,l] = X[i,j] Y[j,k] Z[k,l]\nC?\n")
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "C[i,l] = sum[j,k](X[i,j] Y[j,k] Z[k,l])" in out
+    assert "dense; flops" in out and "predicted peak memory" in out
+    # two pairwise steps for a three-operand join, each costing 2*2*2*2 = 16 flops
+    assert out.count("  16  ") >= 1
+
+
+def test_plan_marks_relational_joins_sparse(capsys):
+    assert main(["plan", "examples/family_tree.tl"]) == 0
+    out = capsys.readouterr().out
+    assert "sparse relational join" in out and "[semi-naive]" in out
+
+
+def test_plan_dot(capsys):
+    assert main(["plan", "--dot", "examples/family_tree.tl"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("digraph plan") and "cluster_0" in out
+
+
+def test_memory_budget_refuses_before_running(tmp_path):
+    prog = tl.Program("Big[i,j] = X[i] X[j]\nS = Big[i,j]\nS?\n", memory_budget="100KB")
+    with pytest.raises(tl.TLRuntimeError) as info:
+        prog.run(X=np.ones(1000))  # Big alone is 8 MB
+    msg = str(info.value)
+    assert "memory budget" in msg and "at least" in msg
+
+
+def test_memory_budget_that_fits_runs(tmp_path):
+    prog = tl.Program("Big[i,j] = X[i] X[j]\nS = Big[i,j]\nS?\n", memory_budget="1GB")
+    assert prog.run(X=np.ones(100))[0].value == pytest.approx(100.0 * 100.0)
+
+
+def test_cli_plan_budget_exit_status(tmp_path, capsys):
+    path = tmp_path / "p.tl"
+    path.write_text("index i, j: 2000\nBig[i,j] = 1\nBig?\n")
+    assert main(["plan", "--memory-budget", "1MB", str(path)]) == 1
+    assert "EXCEEDED" in capsys.readouterr().out
+
+
+def test_plans_are_cached_per_shape_signature():
+    a = cached_plan_join([("i", "j"), ("j", "k"), ("k", "l")], ("i", "l"), {"i": 2, "j": 3, "k": 4, "l": 5})
+    b = cached_plan_join([("i", "j"), ("j", "k"), ("k", "l")], ("i", "l"), {"i": 2, "j": 3, "k": 4, "l": 5, "z": 9})
+    assert a is b
+
+
+def test_liveness_frees_dead_intermediates_and_recomputes_on_demand():
+    rng = np.random.default_rng(0)
+    inputs = _inputs(rng)
+    prog = tl.Program(CHAIN)
+    prog.run(**inputs)
+    ex = prog.executor
+    assert "A" not in ex.computed and "B" not in ex.computed  # dead after C was computed
+    b = inputs["X"] @ inputs["Y"]
+    expected = np.einsum("ik,kl,lm,mn->il", b, inputs["Z"], inputs["W"], inputs["V"])
+    np.testing.assert_allclose(prog["C"], expected)
+    np.testing.assert_allclose(prog["B"], inputs["X"] @ inputs["Y"])  # recomputed when asked for
+
+
+def test_executor_peak_within_plan_prediction():
+    rng = np.random.default_rng(1)
+    prog = tl.Program(CHAIN)
+    inputs = _inputs(rng)
+    prog.analyze(**inputs)
+    predicted = prog.plan().peak_bytes
+    prog.run(**inputs)
+    measured = prog.executor.peak_bytes
+    assert measured <= predicted * 1.10
+
+
+@pytest.mark.parametrize("text,value", [("200MB", 200 * 1024**2), ("1.5GB", int(1.5 * 1024**3)), ("4096", 4096)])
+def test_parse_bytes(text, value):
+    assert parse_bytes(text) == value
