@@ -20,7 +20,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(if $(SLOW),-m "slow or not slow",-m "not slow")
 
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/closure.py
+	$(BIN)/python bench/paths.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info
