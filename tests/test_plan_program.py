@@ -99,3 +99,25 @@ def test_executor_peak_within_plan_prediction():
 @pytest.mark.parametrize("text,value", [("200MB", 200 * 1024**2), ("1.5GB", int(1.5 * 1024**3)), ("4096", 4096)])
 def test_parse_bytes(text, value):
     assert parse_bytes(text) == value
+
+
+def test_common_sub_joins_are_computed_once():
+    rng = np.random.default_rng(2)
+    a, b, c, d = rng.random((4, 5)), rng.random((5, 6)), rng.random((6,)), rng.random((4,))
+    prog = tl.Program("P[i] = A[i,j] B[j,k] C[k]\nQ[i] = sig(A[i,j] B[j,k] C[k]) + D[i]\nP?\nQ?\n")
+    answers = prog.run(A=a, B=b, C=c, D=d)
+    p = a @ b @ c
+    np.testing.assert_allclose(answers[0].value, p)
+    np.testing.assert_allclose(answers[1].value, 1 / (1 + np.exp(-p)) + d)
+    assert prog.executor.shared_joins >= 1
+
+
+def test_join_cache_is_not_reused_after_values_change():
+    # a numeric recursion reads the same join every iteration with new values
+    prog = tl.Program("X = [1, 0]\nW = [[0, 0.5], [0.5, 0]]\nX[i] = W[i,j] X[j]\nX?\n")
+    x = np.array([1.0, 0.0])
+    w = np.array([[0, 0.5], [0.5, 0]])
+    ref = x.copy()
+    for _ in range(200):
+        ref = x + w @ ref
+    np.testing.assert_allclose(prog.run()[0].value, ref, atol=1e-8)

@@ -129,8 +129,9 @@ class _Analyzer:
         base = len(self.errors)
         self.collect_data()
         self.collect_names()
+        before = len(self.errors)
         self.check_defined()
-        base = len(self.errors)  # undefined tensors do not stop the other checks
+        base += len(self.errors) - before  # undefined tensors do not stop the other checks
         self.find_scalars()
         self.build_domains()
         if len(self.errors) > base:

@@ -137,6 +137,9 @@ class DenseEvaluator:
         self.ranges = ranges
         self.user_functions = user_functions or {}
         self.where = where
+        self.cache: dict | None = None  # shared sub-joins: signature -> result (set by the executor)
+        self.versions: Callable[[str], int] | None = None  # a tensor's value version, part of the signature
+        self.shared = 0  # joins answered from the cache
         self.steps: list = []  # contraction plans used, for TL_DEBUG=plan
         self.max_transient = 0  # bytes of the largest intermediate of a pairwise step
 
@@ -188,13 +191,33 @@ class DenseEvaluator:
             return Labeled((np.asarray(x.arr) <= 0).astype(np.float64), x.vars)
         raise TypeError(f"cannot evaluate {n!r}")
 
+    def cache_key(self, n: Reduce) -> tuple | None:
+        """A join's signature: its text (tensors, index expressions, summed indices), the ranges of its
+        indices and the versions of the tensors it reads. Equal signatures compute equal values."""
+        from ..ir.nodes import node_vars, reads
+
+        if self.versions is None:
+            return None
+        tensors = sorted({r.tensor for r in reads(n)})
+        return (expr_str(n), tuple((v, self.ranges[v]) for v in node_vars(n) if v in self.ranges),
+                tuple((t, self.versions(t)) for t in tensors))
+
     def read(self, r: Read) -> Labeled:
         value, pos = self.read_value(r)
         return gather(value, pos, self.ranges)
 
     def reduce(self, n: Reduce) -> Labeled:
         if isinstance(n.operand, Join):
-            return self.join(n.operand, n.over)
+            if self.cache is None:
+                return self.join(n.operand, n.over)
+            key = self.cache_key(n)
+            if key is not None and key in self.cache:
+                self.shared += 1
+                return self.cache[key]
+            res = self.join(n.operand, n.over)
+            if key is not None:
+                self.cache[key] = res
+            return res
         x = self.eval(n.operand)
         axes = tuple(x.vars.index(v) for v in n.over if v in x.vars)
         missing = [v for v in n.over if v not in x.vars]

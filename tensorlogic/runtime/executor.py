@@ -65,6 +65,8 @@ class Executor:
         self.plan = None  # the ProgramPlan of the last ensure(), for liveness
         self.free_dead = False  # free computed tensors after their last reader (run() turns it on)
         self.keep: set[str] = set()  # never freed: what the run's queries and file writes read
+        self.join_cache: dict = {}  # common sub-joins computed once (keyed by signature and value versions)
+        self.shared_joins = 0
         self.peak_bytes = 0  # the most bytes of tensor values live at once, counted by the executor
 
     # ------------------------------------------------------------ values
@@ -169,12 +171,15 @@ class Executor:
         """The equation's right side projected onto its left side: (accumulator, count-or-touched)."""
         rng = ranges or eq.ranges
         ev = DenseEvaluator(self.backend, read, rng, self.functions, equation_str(eq))
+        if read == self.read_current:  # reads see stored values: identical sub-joins can be shared
+            ev.cache, ev.versions = self.join_cache, self.values.version
         try:
             res = ev.eval(eq.rhs)
         except TLRuntimeError:
             raise
         except (ValueError, IndexError, MemoryError) as e:
             raise TLRuntimeError(Diagnostic(f"evaluating {equation_str(eq)} failed: {e}", eq.span)) from None
+        self.shared_joins += ev.shared
         if self.debug:
             for plan in ev.steps:
                 print(f"[plan] {equation_str(eq)}\n{plan}", file=sys.stderr)
@@ -361,10 +366,24 @@ class _Values(dict):
     def __init__(self, make: Callable[[str], Value]):
         super().__init__()
         self._make = make
+        self._version: dict[str, int] = {}
 
     def __missing__(self, name: str) -> Value:
-        v = self[name] = self._make(name)
+        v = self._make(name)
+        super().__setitem__(name, v)  # materialising the initial value is not a change
         return v
+
+    def __setitem__(self, name: str, value: Value) -> None:
+        self._version[name] = self._version.get(name, 0) + 1
+        super().__setitem__(name, value)
+
+    def pop(self, name: str, *default):
+        self._version[name] = self._version.get(name, 0) + 1
+        return super().pop(name, *default)
+
+    def version(self, name: str) -> int:
+        """Changes whenever the tensor's value is replaced (so cached joins over it are not reused)."""
+        return self._version.get(name, 0)
 
 
 def _nbytes(v: Value) -> int:
