@@ -288,18 +288,21 @@ class Executor:
         self.report.strata.append(StratumReport(st.tensors, "semi-naive", rounds, "fixpoint"))
 
     def iterate(self, st: Stratum) -> None:
-        """Naive iteration X <- data + F(X) to a fixpoint, a tolerance, or the iteration limit."""
+        """Iterate X <- data + F(X) to a fixpoint, a tolerance, or the iteration limit.
+
+        Gauss-Seidel order: within a round each tensor is recomputed from the newest values of the others, so
+        a layered recursion (Stream[b+1] from Stream[b] through several tensors) advances one layer per round.
+        """
         change = 0.0
         for it in range(1, self.max_iterations + 1):
-            new = {t: self.combine(t, [e for e in st.equations if e.lhs == t], self.read_current)
-                   for t in st.tensors}
             change = 0.0
             for t in st.tensors:
-                a, b = np.asarray(_dense(new[t]), dtype=np.float64), self.dense(t)
+                new = self.combine(t, [e for e in st.equations if e.lhs == t], self.read_current)
+                a, b = np.asarray(_dense(new), dtype=np.float64), self.dense(t)
                 with np.errstate(invalid="ignore"):
                     d = float(np.max(np.abs(a - b))) if a.size else 0.0
                 change = max(change, d if np.isfinite(d) else np.inf)
-                self.values[t] = new[t]
+                self.values[t] = new
             if self.debug:
                 print(f"[fixpoint] {','.join(st.tensors)} iteration {it}: change {change:.3g}", file=sys.stderr)
             if change <= self.tolerance:
