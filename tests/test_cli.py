@@ -111,3 +111,14 @@ def test_bad_invocations_do_not_trace(args, capsys):
     else:
         assert main(args) == 1
         assert "Traceback" not in capsys.readouterr().err
+
+
+def test_conjunctive_query_answers_tuples():
+    import tensorlogic as tl
+
+    prog = tl.load(FAMILY)
+    parents = _parents()
+    expected = sorted([a, b, c] for a, b in parents for b2, c in parents if b == b2)
+    assert prog.query("Parent(x, y) Parent(y, z)") == expected
+    assert prog.query("Parent(Alice, y) Parent(y, Charlie)") == [["Bob"]]
+    assert prog.query("Parent(Alice, Bob) Parent(Bob, Charlie)") is True

@@ -286,7 +286,7 @@ def lower(program: ast.Program, user_functions: set[str] | None = None, first_id
                     raise _err("slices are not supported in queries", st.span,
                                "define a tensor with the slice and query it")
                 free = tuple(node_vars(expr))
-                is_bool = isinstance(st.expr, ast.Ref) and st.expr.boolean
+                is_bool = _boolean_query(st.expr)
                 out.queries.append(QueryIR(st.text, expr, free, is_bool, st.span))
             elif isinstance(st, ast.FileWrite):
                 if st.ref.indices:
@@ -314,11 +314,18 @@ def lower(program: ast.Program, user_functions: set[str] | None = None, first_id
 __all__ = ["lower", "Lowered", "SliceInfo", "BUILTINS", "ELEMENTWISE", "NORMALIZING", "Reduce"]
 
 
+def _boolean_query(e: ast.Expr) -> bool:
+    """A relation, or a conjunction (juxtaposition) of relations: answered with tuples or true/false."""
+    if isinstance(e, ast.Ref):
+        return e.boolean
+    return isinstance(e, ast.Product) and not any(e.divides) and all(_boolean_query(f) for f in e.factors)
+
+
 def lower_query(expr: ast.Expr, text: str, span: Span | None, user_functions: set[str]) -> QueryIR:
     """Lower one query expression (for `prog.query` and the REPL)."""
     lw = _Lowerer(set(user_functions))
     node = lw.expr(expr)
     if lw.slices:
         raise _err("slices are not supported in queries", span, "define a tensor with the slice and query it")
-    is_bool = isinstance(expr, ast.Ref) and expr.boolean
+    is_bool = _boolean_query(expr)
     return QueryIR(text, node, tuple(node_vars(node)), is_bool, span)
