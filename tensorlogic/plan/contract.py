@@ -3,8 +3,8 @@
 Every tensor-logic equation is a join of several operands (an einsum) followed by a projection onto the
 output indices.  Evaluating a join of ``n`` operands in one go costs the product of the sizes of *all* its
 index labels; evaluating it as ``n - 1`` pairwise contractions in a good order is usually exponentially
-cheaper.  This module chooses that order.  It only plans: it never touches array data (no numpy), and the
-runtime executes the resulting steps.
+cheaper.  This module chooses that order.  It only plans: it never touches array data (no numpy, standard
+library only), and the runtime executes the resulting steps.
 
 Conventions (shared with opt_einsum so numbers can be compared):
 
@@ -20,40 +20,46 @@ Conventions (shared with opt_einsum so numbers can be compared):
 * The last step produces exactly ``plan.output`` (same label order); intermediate results keep their labels
   in order of first appearance in the step's inputs.
 
-Algorithms:
+Algorithms (modules ``paths_*`` next to this one; ``paths_search`` says which run when):
 
-* ``effort="fast"`` (and any join with more than 12 operands): opt_einsum-style greedy.  Candidate pairs are
-  operands sharing a label (all pairs once no two operands share one).  ``minimize="flops"`` picks the
-  cheapest step, ties broken by the memory delta (result size minus the two input sizes);
-  ``minimize="size"`` picks the smallest result.  A heap of candidates with lazy deletion keeps this at
-  roughly O(n^2 log n): contracting ``i`` and ``j`` changes the cost of no pair that avoids both, so only
-  pairs with the new operand are pushed.  Cheapest-step-first alone is myopic (with a batch label shared
-  by every operand it happily takes cheap outer products that blow up later), so the greedy is also run
-  ranking by memory delta (opt_einsum's default) and by result size, and the best of the three plans under
-  the objective is kept.
-* ``effort="high"`` with at most 12 operands: an exact dynamic program over subsets of operands, restricted to
-  splits into two connected parts that share a label when the network is connected (all splits otherwise),
-  minimising total flops (``minimize="flops"``) or the largest intermediate (``minimize="size"``, flops as
-  tie-break).  The greedy plan is also computed and the better of the two is returned.
+* exact subset DP over operand subsets (hyperedges and output labels handled by the kept-label rule),
+  exhaustive with outer products up to 8 operands in fast mode and 12 in high mode, restricted to
+  connected splits beyond that while a work budget allows (``paths_exact``);
+* exact interval DP for chain networks of any length, the generalised matrix-chain algorithm
+  (``paths_chain``);
+* greedy orders -- opt_einsum's own ``greedy`` and ``branch-1``, ours ranked by flops, memory delta or size,
+  and Boltzmann-sampled random restarts seeded by ``seed`` (``paths_greedy``);
+* subtree reconfiguration: small subtrees of the best tree replaced by their exact optimum until nothing
+  improves (``paths_reconf``);
+* slicing when no order fits ``memory_limit`` (``slicing``).
+
+Objectives (``minimize``): ``"flops"`` (total flops, then largest intermediate), ``"size"`` (largest
+intermediate, then flops), ``"combo"`` / ``"combo-A"`` (sum over steps of ``flops + A * result size``,
+``A = 64`` by default, then largest intermediate).  With ``nnz`` (estimated stored tuples per operand, for
+sparse operands) steps are ranked by estimated join result size as a database optimiser does, plans are
+compared by the sum of estimated intermediate tuples, and every step records ``estimated_tuples``.
 
 ``memory_limit`` (elements) bounds the largest intermediate, the final result included.  When the chosen plan
-exceeds it the other objective is tried (and, for at most 12 operands, the exact size-minimising plan);
-if nothing fits, a ``ValueError`` reports the smallest largest-intermediate found.  Slicing is not done here.
+exceeds it, a size-minimising search is tried; if no order fits, the join is *sliced*: some labels are fixed
+one value at a time (see ``slicing``); the plan then records ``sliced`` and ``slice_count``, its steps are
+those of one slice (the sliced labels are absent from them), and ``flops`` is the total over all slices.
 """
 
 from __future__ import annotations
 
-import heapq
 import operator
-import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .paths_common import Network, Objective, Tree, parse_minimize
+from .paths_greedy import TupleEstimator
+from .paths_search import estimate_tuples, search
+from .slicing import choose_slices
+
 __all__ = ["ContractionPlan", "Step", "contract_path", "parse_equation", "plan_join"]
 
-_MINIMIZE = ("flops", "size")
 _EFFORT = ("fast", "high")
-_EXACT_MAX_OPERANDS = 12
+_SEPARATORS = frozenset(",->.")
 
 
 @dataclass
@@ -69,9 +75,11 @@ class Step:
     summed: tuple[str, ...]
     """Labels summed away in this step."""
     flops: int
-    """Product of the sizes of all labels involved, times 2 if any label is summed."""
+    """Product of the sizes of all labels involved, times 2 if any label is summed (per slice)."""
     size: int
-    """Number of elements of the step's result."""
+    """Number of elements of the step's result (per slice)."""
+    estimated_tuples: int | None = None
+    """Estimated number of stored tuples of the result, when the join was planned with ``nnz``."""
 
 
 @dataclass
@@ -86,38 +94,68 @@ class ContractionPlan:
     output: tuple[str, ...]
     extra: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
     """Free-form notes (e.g. which algorithm produced the plan); not part of the plan's identity."""
+    sliced: tuple[str, ...] = ()
+    """Labels the join is sliced over (empty: not sliced).  Steps then describe one slice, without them."""
+    slice_count: int = 1
+    """Number of slices (product of the sliced labels' extents); ``flops`` is the total over all slices."""
 
     @property
     def equation(self) -> str:
         """The join in einsum-like notation (multi-character labels are bracketed)."""
         return ",".join(_fmt(t) for t in self.inputs) + "->" + _fmt(self.output)
 
+    @property
+    def estimated_tuples(self) -> int | None:
+        """Sum of the steps' estimated result tuples (``None`` unless planned with ``nnz``)."""
+        ests = [s.estimated_tuples for s in self.steps]
+        if not ests or any(e is None for e in ests):
+            return None
+        return sum(ests)  # type: ignore[arg-type]
+
     def __str__(self) -> str:
         head = f"ContractionPlan {self.equation}  ({len(self.inputs)} operands, {len(self.steps)} steps)"
+        algorithm = self.extra.get("algorithm")
+        if algorithm:
+            head += f"  [{algorithm}]"
+        total = f"total flops: {self.flops:,}  largest intermediate: {self.largest_intermediate:,}"
+        if self.sliced:
+            total += f" (per slice; {self.slice_count:,} slices)"
         if not self.steps:
             return (
                 f"{head}\n  single operand: reduction {_fmt(self.inputs[0])} -> {_fmt(self.output) or '()'}\n"
-                f"total flops: {self.flops:,}  largest intermediate: {self.largest_intermediate:,}"
+                + total
             )
+        sparse = any(s.estimated_tuples is not None for s in self.steps)
         rows = [("step", "operands", "labels in -> out", "summed", "flops", "size")]
+        if sparse:
+            rows[0] += ("est. tuples",)
         for k, st in enumerate(self.steps):
-            rows.append(
-                (
-                    str(k),
-                    f"({st.operands[0]}, {st.operands[1]})",
-                    f"{_fmt(st.inputs[0])},{_fmt(st.inputs[1])} -> {_fmt(st.output) or '()'}",
-                    _fmt(st.summed) or "-",
-                    f"{st.flops:,}",
-                    f"{st.size:,}",
-                )
+            row = (
+                str(k),
+                f"({st.operands[0]}, {st.operands[1]})",
+                f"{_fmt(st.inputs[0])},{_fmt(st.inputs[1])} -> {_fmt(st.output) or '()'}",
+                _fmt(st.summed) or "-",
+                f"{st.flops:,}",
+                f"{st.size:,}",
             )
+            if sparse:
+                row += (f"{st.estimated_tuples:,}" if st.estimated_tuples is not None else "-",)
+            rows.append(row)
         widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-        right = (True, False, False, False, True, True)
+        right = (True, False, False, False, True, True, True)
         lines = [head]
+        if self.sliced:
+            why = self.extra.get("slicing_reason", "")
+            lines.append(
+                f"  sliced over {_fmt(self.sliced)} ({self.slice_count:,} slices){': ' + why if why else ''}; "
+                "the steps below are one slice (sliced indices fixed)"
+            )
+            for note in self.extra.get("slicing_notes", ()):  # type: ignore[union-attr]
+                lines.append(f"    {note}")
         for r in rows:
             cells = [c.rjust(w) if rj else c.ljust(w) for c, w, rj in zip(r, widths, right)]
             lines.append("  " + "  ".join(cells).rstrip())
-        lines.append(f"total flops: {self.flops:,}  largest intermediate: {self.largest_intermediate:,}")
+        lines.append(total)
         return "\n".join(lines)
 
 
@@ -155,10 +193,18 @@ def _build_plan(
     output: tuple[str, ...],
     sizes: dict[str, int],
     ssa_pairs: list[tuple[int, int]],
+    sliced: frozenset[str] = frozenset(),
+    estimates: list[float] | None = None,
 ) -> ContractionPlan:
     """Turn a contraction order in SSA form (ids ``0..n-1`` are inputs, result of pair ``t`` is ``n + t``)
-    into a linear path with per-step labels and costs."""
+    into a linear path with per-step labels and costs.  With ``sliced``, the steps are those of one slice:
+    the sliced labels are removed from every operand."""
     n = len(inputs)
+    full_inputs = list(inputs)
+    full_output = output
+    if sliced:
+        inputs = [tuple(lab for lab in t if lab not in sliced) for t in inputs]
+        output = tuple(lab for lab in output if lab not in sliced)
     out_set = set(output)
     labels: list[tuple[str, ...]] = list(inputs)
     counts: dict[str, int] = {}
@@ -190,6 +236,7 @@ def _build_plan(
             summed=summed,
             flops=_prod(sizes, involved) * (2 if summed else 1),
             size=_prod(sizes, kept),
+            estimated_tuples=None if estimates is None else int(round(estimates[t])),
         )
         for lab in sa:
             counts[lab] -= 1
@@ -203,13 +250,16 @@ def _build_plan(
         labels.append(kept)
         path.append((pa, pb))
         steps.append(step)
+    slice_count = _prod(sizes, sorted(sliced)) if sliced else 1
     return ContractionPlan(
         path=path,
         steps=steps,
-        flops=sum(s.flops for s in steps),
+        flops=sum(s.flops for s in steps) * slice_count,
         largest_intermediate=max(s.size for s in steps),
-        inputs=list(inputs),
-        output=output,
+        inputs=full_inputs,
+        output=full_output,
+        sliced=tuple(sorted(sliced)),
+        slice_count=slice_count,
     )
 
 
@@ -225,250 +275,37 @@ def _single_operand_plan(inputs: list[tuple[str, ...]], output: tuple[str, ...],
     )
 
 
-# ------------------------------------------------------------------------------------------------ greedy
-
-
-def _greedy_ssa(
-    inputs: list[tuple[str, ...]], output: tuple[str, ...], sizes: dict[str, int], rank: str
-) -> list[tuple[int, int]]:
-    """Greedy order.  ``rank`` orders candidate steps: ``"flops"`` by (step flops, size delta), ``"size"``
-    by (result size, size delta, flops), ``"delta"`` by (size delta, flops) -- opt_einsum's default."""
-    n = len(inputs)
-    out_set = frozenset(output)
-    labels: dict[int, frozenset[str]] = {i: frozenset(labs) for i, labs in enumerate(inputs)}
-    osize: dict[int, int] = {i: _prod(sizes, labs) for i, labs in labels.items()}
-    owners: dict[str, set[int]] = {}
-    for i, labs in labels.items():
-        for lab in labs:
-            owners.setdefault(lab, set()).add(i)
-
-    heap: list[tuple[tuple[int, ...], int, int, frozenset[str], int]] = []
-
-    def push(i: int, j: int) -> None:
-        if i > j:
-            i, j = j, i
-        li, lj = labels[i], labels[j]
-        union = li | lj
-        kept = frozenset(
-            lab for lab in union if lab in out_set or len(owners[lab]) - (lab in li) - (lab in lj) > 0
-        )
-        size = _prod(sizes, kept)
-        flops = _prod(sizes, union) * (2 if len(kept) != len(union) else 1)
-        delta = size - osize[i] - osize[j]
-        if rank == "flops":
-            key: tuple[int, ...] = (flops, delta)
-        elif rank == "size":
-            key = (size, delta, flops)
-        else:
-            key = (delta, flops)
-        heapq.heappush(heap, (key, i, j, kept, size))
-
-    seen: set[tuple[int, int]] = set()
-    for holders in owners.values():
-        hs = sorted(holders)
-        for x, i in enumerate(hs):
-            for j in hs[x + 1 :]:
-                if (i, j) not in seen:
-                    seen.add((i, j))
-                    push(i, j)
-    del seen
-
-    alive = set(range(n))
-    pairs: list[tuple[int, int]] = []
-    all_pairs = False
-    while len(alive) > 1:
-        while heap:
-            _, i, j, kept, size = heapq.heappop(heap)
-            if i in alive and j in alive:
-                break
-        else:
-            # No two remaining operands share a label: every pairing is an outer product.
-            all_pairs = True
-            rest = sorted(alive)
-            for x, i in enumerate(rest):
-                for j in rest[x + 1 :]:
-                    push(i, j)
-            continue
-        k = n + len(pairs)
-        pairs.append((i, j))
-        alive.discard(i)
-        alive.discard(j)
-        for old in (i, j):
-            for lab in labels.pop(old):
-                owners[lab].discard(old)
-        labels[k] = kept
-        osize[k] = size
-        for lab in kept:
-            owners[lab].add(k)
-        alive.add(k)
-        if all_pairs:
-            neighbours: set[int] = alive - {k}
-        else:
-            neighbours = set()
-            for lab in kept:
-                neighbours |= owners[lab]
-            neighbours.discard(k)
-        for m in neighbours:
-            push(m, k)
-    return pairs
-
-
-# -------------------------------------------------------------------------------------- exact (subset DP)
-
-
-def _is_connected(masks: list[int]) -> bool:
-    """Whether operands (given as label bitmasks) form one component under label sharing."""
-    n = len(masks)
-    reached = {0}
-    frontier = [0]
-    while frontier:
-        i = frontier.pop()
-        for j in range(n):
-            if j not in reached and masks[i] & masks[j]:
-                reached.add(j)
-                frontier.append(j)
-    return len(reached) == n
-
-
-def _optimal_ssa(
-    inputs: list[tuple[str, ...]], output: tuple[str, ...], sizes: dict[str, int], minimize: str
-) -> list[tuple[int, int]]:
-    n = len(inputs)
-    all_labels = sorted({lab for labs in inputs for lab in labs})
-    index = {lab: b for b, lab in enumerate(all_labels)}
-    lsize = [sizes[lab] for lab in all_labels]
-    raw = [0] * n
-    for i, labs in enumerate(inputs):
-        for lab in labs:
-            raw[i] |= 1 << index[lab]
-    owners = [0] * len(all_labels)
-    for i, m in enumerate(raw):
-        b = m
-        while b:
-            low = b & -b
-            owners[low.bit_length() - 1] |= 1 << i
-            b ^= low
-    out_mask = 0
-    for lab in output:
-        out_mask |= 1 << index[lab]
-    connected_only = _is_connected(raw)
-
-    prod_cache: dict[int, int] = {}
-
-    def prod(mask: int) -> int:
-        p = prod_cache.get(mask)
-        if p is None:
-            p, b = 1, mask
-            while b:
-                low = b & -b
-                p *= lsize[low.bit_length() - 1]
-                b ^= low
-            prod_cache[mask] = p
-        return p
-
-    full = (1 << n) - 1
-    union = [0] * (full + 1)
-    for s in range(1, full + 1):
-        low = s & -s
-        union[s] = union[s ^ low] | raw[low.bit_length() - 1]
-
-    def kept_of(s: int) -> int:
-        res = union[s] & out_mask
-        b = union[s] & ~out_mask
-        while b:
-            low = b & -b
-            if owners[low.bit_length() - 1] & ~s:
-                res |= low
-            b ^= low
-        return res
-
-    by_flops = minimize == "flops"
-    # best[s] = (cost, split); cost = (total flops, largest) or (largest, total flops)
-    best: dict[int, tuple[tuple[int, int], int]] = {}
-    eff: dict[int, int] = {}
-    for i in range(n):
-        best[1 << i] = ((0, 0), 0)
-        eff[1 << i] = raw[i]
-    for s in range(1, full + 1):
-        if not s & (s - 1):
-            continue
-        low = s & -s
-        rest = s ^ low
-        kept = -1
-        size = 0
-        choice: tuple[tuple[int, int], int] | None = None
-        sub = rest
-        while True:
-            a = sub | low
-            b = s ^ a
-            if b:
-                ba = best.get(a)
-                bb = best.get(b) if ba is not None else None
-                if bb is not None:
-                    ea, eb = eff[a], eff[b]
-                    if not connected_only or ea & eb:
-                        if kept < 0:
-                            kept = kept_of(s)
-                            size = prod(kept)
-                        inv = ea | eb
-                        flops = prod(inv) * (2 if inv & ~kept else 1)
-                        (ca0, ca1), (cb0, cb1) = ba[0], bb[0]
-                        if by_flops:
-                            cost = (ca0 + cb0 + flops, max(ca1, cb1, size))
-                        else:
-                            cost = (max(ca0, cb0, size), ca1 + cb1 + flops)
-                        if choice is None or cost < choice[0]:
-                            choice = (cost, a)
-            if not sub:
-                break
-            sub = (sub - 1) & rest
-        if choice is not None:
-            best[s] = choice
-            eff[s] = kept
-
-    pairs: list[tuple[int, int]] = []
-
-    def emit(s: int) -> int:
-        if not s & (s - 1):
-            return s.bit_length() - 1
-        a = best[s][1]
-        x = emit(a)
-        y = emit(s ^ a)
-        pairs.append((x, y))
-        return n + len(pairs) - 1
-
-    emit(full)
-    return pairs
-
-
 # ---------------------------------------------------------------------------------------------- drivers
 
 
-def _score(plan: ContractionPlan, minimize: str) -> tuple[int, int]:
-    if minimize == "flops":
-        return (plan.flops, plan.largest_intermediate)
-    return (plan.largest_intermediate, plan.flops)
-
-
-def _plan(
-    inputs: list[tuple[str, ...]], output: tuple[str, ...], sizes: dict[str, int], minimize: str, effort: str
+def _plan_from_tree(
+    terms: list[tuple[str, ...]],
+    out: tuple[str, ...],
+    sizes: dict[str, int],
+    net: Network,
+    tree: Tree,
+    algorithm: str,
+    minimize: str,
+    estimator: TupleEstimator | None,
+    sliced: frozenset[str] = frozenset(),
 ) -> ContractionPlan:
-    if len(inputs) == 1:
-        return _single_operand_plan(inputs, output, sizes)
-    plan: ContractionPlan | None = None
-    for rank in (minimize, "delta", "size" if minimize == "flops" else "flops"):
-        candidate = _build_plan(inputs, output, sizes, _greedy_ssa(inputs, output, sizes, rank))
-        candidate.extra["algorithm"] = f"greedy ({rank})"
-        if plan is None or _score(candidate, minimize) < _score(plan, minimize):
-            plan = candidate
-    assert plan is not None
-    if effort == "high" and len(inputs) <= _EXACT_MAX_OPERANDS:
-        exact = _build_plan(inputs, output, sizes, _optimal_ssa(inputs, output, sizes, minimize))
-        exact.extra["algorithm"] = "optimal"
-        if _score(exact, minimize) <= _score(plan, minimize):
-            plan = exact
+    pairs = tree.to_ssa()
+    estimates = None
+    if estimator is not None:
+        est = estimate_tuples(net, estimator, tree)
+        order = tree.internal_postorder()
+        estimates = [est[v] for v in order]
+    plan = _build_plan(terms, out, sizes, pairs, sliced, estimates)
+    plan.extra["algorithm"] = algorithm
     plan.extra["minimize"] = minimize
     return plan
+
+
+def _score(plan: ContractionPlan, obj: Objective, sparse: bool = False) -> tuple:
+    if sparse:
+        return (plan.estimated_tuples or 0, plan.flops, plan.largest_intermediate)
+    per = [s.flops * plan.slice_count for s in plan.steps]
+    return obj.score(per, [s.size for s in plan.steps])
 
 
 def _validate_join(
@@ -514,6 +351,26 @@ def _validate_join(
     return terms, out, clean
 
 
+
+
+def _validate_nnz(nnz: object, n: int) -> dict[int, int]:
+    if not isinstance(nnz, dict):
+        raise TypeError(f"nnz must be a dict mapping operand positions to tuple counts, got {type(nnz).__name__}")
+    clean: dict[int, int] = {}
+    for k, v in nnz.items():
+        try:
+            pos = operator.index(k)
+            count = operator.index(v)
+        except TypeError:
+            raise TypeError(f"nnz entries must be integers, got {k!r}: {v!r}") from None
+        if not 0 <= pos < n:
+            raise ValueError(f"nnz names operand {pos}, but the join has {n} operand(s)")
+        if count < 0:
+            raise ValueError(f"nnz of operand {pos} must be non-negative, got {count}")
+        clean[pos] = count
+    return clean
+
+
 def plan_join(
     inputs: list[tuple[str, ...]],
     output: tuple[str, ...],
@@ -521,34 +378,87 @@ def plan_join(
     minimize: str = "flops",
     memory_limit: int | None = None,
     effort: str = "fast",
+    *,
+    nnz: dict[int, int] | None = None,
+    time_budget: float | None = None,
+    seed: int = 0,
 ) -> ContractionPlan:
     """Plan the join ``output = sum over other labels of prod(inputs)`` as pairwise contractions.
 
     Labels are arbitrary strings (index variable names like ``"p'"`` or ``"dx"``), any number of them; a label
-    may repeat inside one operand (a diagonal).  ``sizes`` maps every label to its extent.  ``minimize`` is
-    ``"flops"`` or ``"size"`` (largest intermediate); ``effort="high"`` runs the exact subset DP for joins of
-    at most 12 operands.  ``memory_limit`` bounds the largest intermediate in elements; ``ValueError`` if no
-    plan found fits (slicing is not implemented here).
+    may repeat inside one operand (a diagonal).  ``sizes`` maps every label to its extent.
+
+    * ``minimize``: ``"flops"``, ``"size"`` (largest intermediate), ``"combo"`` or ``"combo-A"`` (see the
+      module docstring).
+    * ``effort``: ``"fast"`` (default; milliseconds, deterministic) or ``"high"`` (quality mode, up to
+      ``time_budget`` seconds, default 3; it stops earlier once nothing improves).
+    * ``memory_limit``: bound on the largest intermediate in elements; when no order fits, the join is sliced
+      (``plan.sliced``, ``plan.slice_count``).  ``ValueError`` only if even slicing every label cannot fit.
+    * ``nnz``: estimated stored tuples per operand position (sparse operands): steps are then ranked by
+      estimated join size and ``Step.estimated_tuples`` is filled in.
+    * ``seed``: seeds the random restarts (plans are reproducible for a given seed).
     """
-    _check_choice("minimize", minimize, _MINIMIZE)
     _check_choice("effort", effort, _EFFORT)
+    obj = parse_minimize(minimize)
     terms, out, clean = _validate_join(inputs, output, sizes)
-    plan = _plan(terms, out, clean, minimize, effort)
+    if memory_limit is not None:
+        memory_limit = operator.index(memory_limit)
+    if time_budget is not None and not time_budget >= 0:
+        raise ValueError(f"time_budget must be a non-negative number of seconds, got {time_budget!r}")
+    nnz_clean = _validate_nnz(nnz, len(terms)) if nnz is not None else None
+    if len(terms) == 1:
+        plan = _single_operand_plan(terms, out, clean)
+        if memory_limit is not None and plan.largest_intermediate > memory_limit:
+            raise ValueError(
+                f"join {plan.equation} cannot be planned within memory_limit={memory_limit:,} elements: its "
+                f"result alone has {plan.largest_intermediate:,}"
+            )
+        return plan
+    net = Network(terms, out, clean)
+    estimator = TupleEstimator(net, nnz_clean) if nnz_clean is not None else None
+    sparse = estimator is not None
+    tree, algorithm = search(net, obj, effort, time_budget, seed, estimator)
+    plan = _plan_from_tree(terms, out, clean, net, tree, algorithm, minimize, estimator)
     if memory_limit is None or plan.largest_intermediate <= memory_limit:
         return plan
-    other = "size" if minimize == "flops" else "flops"
-    candidates = [plan, _plan(terms, out, clean, other, effort)]
-    if effort == "fast" and 1 < len(terms) <= _EXACT_MAX_OPERANDS:
-        candidates.append(_plan(terms, out, clean, "size", "high"))
-    fitting = [p for p in candidates if p.largest_intermediate <= memory_limit]
+    # Too big: look for an order that minimises the largest intermediate instead.
+    size_obj = Objective("size")
+    candidates = [(plan, tree)]
+    if obj.name != "size" or sparse:
+        t2, a2 = search(net, size_obj, effort, time_budget, seed)
+        candidates.append((_plan_from_tree(terms, out, clean, net, t2, a2, minimize, estimator), t2))
+    if effort == "fast" and len(terms) <= 12:
+        t3, a3 = search(net, size_obj, "high", 1.0, seed)
+        candidates.append((_plan_from_tree(terms, out, clean, net, t3, a3, minimize, estimator), t3))
+    fitting = [p for p, _ in candidates if p.largest_intermediate <= memory_limit]
     if fitting:
-        return min(fitting, key=lambda p: _score(p, minimize))
-    smallest = min(p.largest_intermediate for p in candidates)
-    raise ValueError(
-        f"join {plan.equation} cannot be planned within memory_limit={memory_limit:,} elements: the smallest "
-        f"largest intermediate found is {smallest:,} elements (the output alone has "
-        f"{_prod(clean, out):,}); slicing is not implemented in the contraction planner"
+        return min(fitting, key=lambda p: _score(p, obj, sparse))
+    smallest_plan, smallest_tree = min(candidates, key=lambda c: (c[0].largest_intermediate, c[0].flops))
+    smallest = smallest_plan.largest_intermediate
+
+    def replan(sub: Network) -> Tree:
+        return search(sub, obj, "fast", None, seed)[0]
+
+    try:
+        mask, sliced_tree, notes = choose_slices(net, smallest_tree, obj, memory_limit, replan)
+    except ValueError as err:
+        raise ValueError(
+            f"join {plan.equation} cannot be planned within memory_limit={memory_limit:,} elements: the smallest "
+            f"largest intermediate of any order found is {smallest:,} elements (the output alone has "
+            f"{_prod(clean, out):,}), and slicing cannot fix it: {err}"
+        ) from None
+    sliced = frozenset(net.labels_of(mask))
+    result = _plan_from_tree(
+        terms, out, clean, net, sliced_tree, smallest_plan.extra["algorithm"] + " + slicing", minimize, None, sliced
     )
+    result.extra["slicing_reason"] = (
+        f"no contraction order found keeps every intermediate within memory_limit={memory_limit:,} elements "
+        f"(smallest largest intermediate unsliced: {smallest:,}); each slice's largest is "
+        f"{result.largest_intermediate:,} and the total flops are {result.flops / max(plan.flops, 1):.2f}x "
+        "the unsliced plan's"
+    )
+    result.extra["slicing_notes"] = notes
+    return result
 
 
 # ----------------------------------------------------------------------------------- einsum-string entry
@@ -557,8 +467,10 @@ def plan_join(
 def parse_equation(equation: str) -> tuple[list[str], str]:
     """Split numpy einsum notation into operand terms and the output term.
 
-    Only ASCII letters are labels; whitespace is ignored; ellipses are not supported.  Without ``->`` the
-    output is, as in numpy, the labels occurring exactly once in the whole equation, sorted.
+    Every character other than ``,``, ``-``, ``>``, ``.`` and whitespace is a label (as in opt_einsum, so
+    equations with more than 52 indices can use any Unicode characters); whitespace is ignored; ellipses are
+    not supported.  Without ``->`` the output is, as in numpy, the labels occurring exactly once in the
+    whole equation, sorted.
     """
     if not isinstance(equation, str):
         raise TypeError(f"equation must be a string, got {type(equation).__name__}")
@@ -576,15 +488,12 @@ def parse_equation(equation: str) -> tuple[list[str], str]:
     terms = lhs.split(",")
     for k, term in enumerate(terms):
         for ch in term:
-            if ch not in string.ascii_letters:
-                raise ValueError(
-                    f"einsum equation {equation!r}: operand {k} ({term!r}) contains {ch!r}; labels must be "
-                    "ASCII letters (use plan_join for arbitrary label names)"
-                )
+            if ch in _SEPARATORS:
+                raise ValueError(f"einsum equation {equation!r}: operand {k} ({term!r}) contains a stray {ch!r}")
     if explicit:
         for ch in out:
-            if ch not in string.ascii_letters:
-                raise ValueError(f"einsum equation {equation!r}: output contains {ch!r}, not an ASCII letter")
+            if ch in _SEPARATORS:
+                raise ValueError(f"einsum equation {equation!r}: output contains a stray {ch!r}")
         if len(set(out)) != len(out):
             dup = next(ch for ch in out if out.count(ch) > 1)
             raise ValueError(f"einsum equation {equation!r}: output label {dup!r} appears more than once")
@@ -606,11 +515,16 @@ def contract_path(
     minimize: str = "flops",
     memory_limit: int | None = None,
     effort: str = "fast",
+    *,
+    nnz: dict[int, int] | None = None,
+    time_budget: float | None = None,
+    seed: int = 0,
 ) -> ContractionPlan:
     """Plan an einsum given in numpy notation (``'ab,bc->ac'``, or implicit ``'ab,bc'``) for operand shapes.
 
     Checks that the shapes match the equation (number of operands, dimensions per operand, one extent per
-    label) and raises ``ValueError`` naming the operand and label otherwise.  See :func:`plan_join`.
+    label) and raises ``ValueError`` naming the operand and label otherwise.  See :func:`plan_join` for the
+    options.
     """
     terms, out = parse_equation(equation)
     shapes = list(shapes)
@@ -643,4 +557,14 @@ def contract_path(
                 )
             sizes[lab] = dim
             origin.setdefault(lab, (k, term))
-    return plan_join([tuple(t) for t in terms], tuple(out), sizes, minimize, memory_limit, effort)
+    return plan_join(
+        [tuple(t) for t in terms],
+        tuple(out),
+        sizes,
+        minimize,
+        memory_limit,
+        effort,
+        nnz=nnz,
+        time_budget=time_budget,
+        seed=seed,
+    )
