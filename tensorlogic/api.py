@@ -119,6 +119,7 @@ class Program:
         ex.free_dead = True
         ex.keep = {r.tensor for q in self.analyzed.queries for r in reads(q.expr)}
         ex.keep |= {w.tensor for w in self.analyzed.writes}
+        ex.plan_liveness(set(ex.keep))
         if not self.analyzed.queries and not self.analyzed.writes:
             ex.ensure(None)
         self.answers = [Answer(q.text, answer(ex, q), q) for q in self.analyzed.queries]

@@ -28,7 +28,9 @@ Algorithms (modules ``paths_*`` next to this one; ``paths_search`` says which ru
 * exact interval DP for chain networks of any length, the generalised matrix-chain algorithm
   (``paths_chain``);
 * greedy orders -- opt_einsum's own ``greedy`` and ``branch-1``, ours ranked by flops, memory delta or size,
-  and Boltzmann-sampled random restarts seeded by ``seed`` (``paths_greedy``);
+  Boltzmann-sampled random restarts seeded by ``seed``, and bucket (variable) elimination, the classic
+  order for graphical models (``paths_greedy``);
+* joins whose parts are linked only by output or batch labels are planned part by part (``paths_search``);
 * subtree reconfiguration: small subtrees of the best tree replaced by their exact optimum until nothing
   improves (``paths_reconf``);
 * slicing when no order fits ``memory_limit`` (``slicing``).
@@ -122,8 +124,7 @@ class ContractionPlan:
             total += f" (per slice; {self.slice_count:,} slices)"
         if not self.steps:
             return (
-                f"{head}\n  single operand: reduction {_fmt(self.inputs[0])} -> {_fmt(self.output) or '()'}\n"
-                + total
+                f"{head}\n  single operand: reduction {_fmt(self.inputs[0])} -> {_fmt(self.output) or '()'}\n" + total
             )
         sparse = any(s.estimated_tuples is not None for s in self.steps)
         rows = [("step", "operands", "labels in -> out", "summed", "flops", "size")]
@@ -224,9 +225,7 @@ def _build_plan(
         if t == len(ssa_pairs) - 1:
             kept = output
         else:
-            kept = tuple(
-                lab for lab in involved if lab in out_set or counts[lab] - (lab in sa) - (lab in sb) > 0
-            )
+            kept = tuple(lab for lab in involved if lab in out_set or counts[lab] - (lab in sa) - (lab in sb) > 0)
         kept_set = set(kept)
         summed = tuple(lab for lab in involved if lab not in kept_set)
         step = Step(
@@ -349,8 +348,6 @@ def _validate_join(
             raise ValueError(f"output label {lab!r} does not appear in any operand")
         seen.add(lab)
     return terms, out, clean
-
-
 
 
 def _validate_nnz(nnz: object, n: int) -> dict[int, int]:
@@ -500,9 +497,7 @@ def parse_equation(equation: str) -> tuple[list[str], str]:
         present = set(lhs) - {","}
         for ch in out:
             if ch not in present:
-                raise ValueError(
-                    f"einsum equation {equation!r}: output label {ch!r} does not appear in any operand"
-                )
+                raise ValueError(f"einsum equation {equation!r}: output label {ch!r} does not appear in any operand")
     else:
         flat = lhs.replace(",", "")
         out = "".join(sorted(ch for ch in set(flat) if flat.count(ch) == 1))
@@ -552,8 +547,7 @@ def contract_path(
                 k0, term0 = origin[lab]
                 where = "elsewhere in the same operand" if k0 == k else f"operand {k0} ({term0!r})"
                 raise ValueError(
-                    f"operand {k} ({term!r}): label {lab!r} has size {dim}, but {where} gives it size "
-                    f"{sizes[lab]}"
+                    f"operand {k} ({term!r}): label {lab!r} has size {dim}, but {where} gives it size {sizes[lab]}"
                 )
             sizes[lab] = dim
             origin.setdefault(lab, (k, term))

@@ -20,7 +20,7 @@ from ..analysis.data import TupleSet
 from ..analysis.program import Analyzed
 from ..backends.relations import Relation
 from ..ir.graph import Stratum, strata
-from ..ir.nodes import Equation, IConst, IExpr, IVar, Read, equation_str, ix_vars, reads
+from ..ir.nodes import Equation, IBin, IConst, IExpr, IVar, Read, equation_str, ix_vars, reads
 from ..syntax.diagnostics import Diagnostic, TLRuntimeError
 from . import relational
 from .dense import DenseEvaluator, Labeled, align, index_grid
@@ -65,6 +65,7 @@ class Executor:
         self.plan = None  # the ProgramPlan of the last ensure(), for liveness
         self.free_dead = False  # free computed tensors after their last reader (run() turns it on)
         self.keep: set[str] = set()  # never freed: what the run's queries and file writes read
+        self.readers: dict[str, set[frozenset]] = {}  # tensor -> the strata of the run that read it
         self.join_cache: dict = {}  # common sub-joins computed once (keyed by signature and value versions)
         self.shared_joins = 0
         self.peak_bytes = 0  # the most bytes of tensor values live at once, counted by the executor
@@ -124,23 +125,33 @@ class Executor:
         if todo is not None and not todo:
             return
         sts = strata(self.prog.equations, todo)
-        last_use: dict[str, int] = {}
-        for k, st in enumerate(sts):
-            for e in st.equations:
-                for r in reads(e.rhs):
-                    last_use[r.tensor] = k
         protect = set(keep or ()) | set(names or ()) | set(self.prog.data) | self.keep
-        for k, st in enumerate(sts):
+        for st in sts:
             if all(t in self.computed for t in st.tensors):
                 continue
             self.run_stratum(st)
             self.computed.update(st.tensors)
             self.peak_bytes = max(self.peak_bytes, self.live_bytes())
             if self.free_dead and names is not None:
-                for t, last in last_use.items():
-                    if last <= k and t in self.computed and t not in protect and t not in st.tensors:
-                        self.computed.discard(t)
-                        self.values.pop(t, None)
+                self._free_dead(st, protect)
+
+    def plan_liveness(self, needed: set[str]) -> None:
+        """Before a run: which strata read each tensor, over everything the run needs (all its queries)."""
+        self.readers = {}
+        for st in strata(self.prog.equations, needed):
+            for e in st.equations:
+                for r in reads(e.rhs):
+                    if r.tensor not in st.tensors:
+                        self.readers.setdefault(r.tensor, set()).add(frozenset(st.tensors))
+
+    def _free_dead(self, st: Stratum, protect: set[str]) -> None:
+        """Drop the tensors this stratum read whose every reader in the run has now run."""
+        for t in {r.tensor for e in st.equations for r in reads(e.rhs)}:
+            if t in protect or t in st.tensors or t not in self.computed or t not in self.readers:
+                continue
+            if all(all(x in self.computed for x in group) for group in self.readers[t]):
+                self.computed.discard(t)
+                self.values.pop(t, None)
 
     def run_stratum(self, st: Stratum) -> None:
         if any(e.virtual_var is not None or _virtual_const(e) for e in st.equations):
@@ -407,6 +418,15 @@ def _offset(e: IExpr) -> int:
     raise TLRuntimeError(f"a virtual index must be t, t+c or t-c, not {e}")
 
 
+def _shift_of(e: IExpr) -> tuple[str, int] | None:
+    """`v`, `v+c` or `v-c` as (v, c)."""
+    if isinstance(e, IVar):
+        return e.name, 0
+    if isinstance(e, IBin) and e.op in "+-" and isinstance(e.left, IVar) and isinstance(e.right, IConst):
+        return e.left.name, (e.right.value if e.op == "+" else -e.right.value)
+    return None
+
+
 def _virtual_const(e: Equation) -> bool:
     return any(p.virtual and isinstance(p.expr, IConst) for p in e.lhs_pos)
 
@@ -431,10 +451,20 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
     order = tuple(lhs_vars)
     grid_shape = tuple(ranges[v][1] - ranges[v][0] for v in order)
     vals = np.broadcast_to(align(res, order), grid_shape).astype(np.float64, copy=False)
-    plain = all(isinstance(e, IVar) for e in lhs) and len(lhs_vars) == len(lhs)
-    if op == "+" and plain and all(0 <= ranges[v][0] and ranges[v][1] <= n for v, n in zip(order, shape)):
+    shifts = [_shift_of(e) for e in lhs]
+    if op == "+" and all(sh is not None for sh in shifts) and len({sh[0] for sh in shifts}) == len(lhs) == len(order):
+        # each position is a distinct variable plus a constant: one (clipped) slice assignment, no scatter
         acc = np.zeros(shape)
-        acc[tuple(slice(*ranges[v]) for v in order)] = vals
+        dst, src = [], []
+        for (v, c), n in zip(shifts, shape):
+            lo, hi = ranges[v][0] + c, ranges[v][1] + c
+            a, b = max(lo, 0), min(hi, n)
+            if a >= b:
+                return acc, None
+            dst.append(slice(a, b))
+            src.append(slice(a - lo, b - lo))
+        perm = [order.index(v) for v, _ in shifts]
+        acc[tuple(dst)] = np.transpose(vals, perm)[tuple(src)]
         return acc, None
     if not lhs:  # a scalar left side
         total = np.asarray(vals, dtype=np.float64).reshape(())
