@@ -120,8 +120,7 @@ def test_pairwise_execution_matches_einsum(case):
     sizes = _sizes_from(equation, shapes)
     for minimize in ("flops", "size"):
         plans = {
-            effort: contract_path(equation, shapes, minimize=minimize, effort=effort)
-            for effort in ("fast", "high")
+            effort: contract_path(equation, shapes, minimize=minimize, effort=effort) for effort in ("fast", "high")
         }
         for plan in plans.values():
             check_structure(plan, sizes)
@@ -133,6 +132,13 @@ def test_pairwise_execution_matches_einsum(case):
             assert high.flops <= fast.flops
         else:
             assert high.largest_intermediate <= fast.largest_intermediate
+
+
+def test_any_unicode_character_is_a_label():
+    # opt_einsum's convention beyond 52 indices: digits and other Unicode characters are labels too.
+    plan = contract_path("a1,1é->aé", [(2, 3), (3, 4)])
+    assert plan.steps[0].summed == ("1",)
+    assert plan.flops == 2 * 2 * 3 * 4
 
 
 def test_implicit_output_follows_numpy():
@@ -153,9 +159,7 @@ def classic_matrix_chain(dims: list[int]) -> int:
     for length in range(2, n + 1):
         for i in range(n - length + 1):
             j = i + length - 1
-            best[i][j] = min(
-                best[i][k] + best[k + 1][j] + dims[i] * dims[k + 1] * dims[j + 1] for k in range(i, j)
-            )
+            best[i][j] = min(best[i][k] + best[k + 1][j] + dims[i] * dims[k + 1] * dims[j + 1] for k in range(i, j))
     return best[0][n - 1]
 
 
@@ -168,10 +172,13 @@ def test_matrix_chain_high_effort_is_optimal(dims):
     shapes = [(dims[k], dims[k + 1]) for k in range(n)]
     optimum = 2 * classic_matrix_chain(dims)
     high = contract_path(equation, shapes, effort="high")
-    assert high.flops == optimum
+    # The exhaustive DP also considers outer products, which can beat the classic optimum with extents of 1.
+    assert high.flops <= optimum
+    if min(dims) > 1:
+        assert high.flops == optimum
     check_structure(high, _sizes_from(equation, shapes))
     fast = contract_path(equation, shapes)
-    assert fast.flops >= optimum
+    assert fast.flops >= high.flops
 
 
 def test_matrix_chain_textbook_example():
@@ -331,10 +338,14 @@ def test_memory_limit_switches_objective():
     assert unlimited.flops == by_flops.flops
 
 
-def test_memory_limit_unreachable_raises():
+def test_memory_limit_unreachable_slices():
     best = contract_path(MEM_EQ, MEM_SHAPES, minimize="size", effort="high").largest_intermediate
+    plan = contract_path(MEM_EQ, MEM_SHAPES, memory_limit=best - 1)
+    assert plan.sliced and plan.slice_count > 1
+    assert plan.largest_intermediate <= best - 1
+    assert "sliced over" in str(plan) and "memory_limit" in str(plan)
     with pytest.raises(ValueError, match="slicing") as info:
-        contract_path(MEM_EQ, MEM_SHAPES, memory_limit=best - 1)
+        contract_path(MEM_EQ, MEM_SHAPES, memory_limit=0)
     assert f"{best:,}" in str(info.value)
 
 
@@ -354,7 +365,7 @@ def test_memory_limit_unreachable_raises():
         ("ii->i", [(2, 3)], r"operand 0 \('ii'\): label 'i' has size 3.*same operand"),
         ("ab,bc->ad", [(2, 3), (3, 4)], r"output label 'd'"),
         ("ab,bc->aa", [(2, 3), (3, 4)], r"appears more than once"),
-        ("a1,1b->ab", [(2, 3), (3, 4)], r"ASCII letters"),
+        ("ab,b>c->ac", [(2, 3), (3, 4)], r"stray '>'"),
         ("...a,a->", [(2,), (2,)], r"ellipsis"),
         ("a->b->c", [(2,)], r"more than one"),
     ],

@@ -388,7 +388,7 @@ def plan_join(
     * ``minimize``: ``"flops"``, ``"size"`` (largest intermediate), ``"combo"`` or ``"combo-A"`` (see the
       module docstring).
     * ``effort``: ``"fast"`` (default; milliseconds, deterministic) or ``"high"`` (quality mode, up to
-      ``time_budget`` seconds, default 3; it stops earlier once nothing improves).
+      ``time_budget`` seconds, default 5; it stops earlier once nothing improves).
     * ``memory_limit``: bound on the largest intermediate in elements; when no order fits, the join is sliced
       (``plan.sliced``, ``plan.slice_count``).  ``ValueError`` only if even slicing every label cannot fit.
     * ``nnz``: estimated stored tuples per operand position (sparse operands): steps are then ranked by

@@ -127,6 +127,8 @@ class Network:
         """Labels held by every operand (batch labels)."""
         self._prod: dict[int, int] = {0: 1}
         self._kept: dict[int, int] = {}
+        self._pairs: dict[int, tuple[int, int, int]] = {}
+        """Cache of the greedy: leaf set -> (kept labels, result size, step flops)."""
         """Cache: leaf set -> labels its result keeps (a property of the leaf set alone)."""
 
     def with_unit_labels(self, mask: int) -> Network:
@@ -136,6 +138,7 @@ class Network:
         other.size = [1 if (mask >> b) & 1 else d for b, d in enumerate(self.size)]
         other._prod = {0: 1}
         other._kept = self._kept  # kept labels do not depend on extents
+        other._pairs = {}
         return other
 
     def prod(self, mask: int) -> int:

@@ -18,11 +18,11 @@ Order of business for a join of ``n`` operands:
 a given ``seed``, with fixed work limits rather than clocks: ``FAST_TRIALS`` random greedy runs (half above
 16 operands) and ``FAST_RECONF_PASSES`` reconfiguration passes with ``FAST_RECONF_K``-item subtrees.
 
-``effort="high"`` spends up to ``time_budget`` seconds (default 3): a fifth on random restarts (greedy and
-bucket elimination), then iterated local search -- the best three trees, then fresh random trees and
-re-shaped copies of the best, each polished by subtree reconfiguration with 6-, 8- and (for competitive
-trees) 10-item subtrees -- until the deadline or until ``HIGH_PATIENCE`` restarts in a row bring nothing.
-Its result depends on how much search fits in the budget, so it is reproducible only up to timing.
+``effort="high"`` spends up to ``time_budget`` seconds (default ``HIGH_TIME_BUDGET`` = 5): a fifth on random
+restarts (greedy and bucket elimination), then iterated local search -- the best three trees, then fresh
+random trees and re-shaped copies of the best, each polished by subtree reconfiguration with 6-, 8- and
+(for competitive trees) 10-item subtrees -- until the deadline or until ``HIGH_PATIENCE`` restarts in a row
+bring nothing.  Its result depends on how much search fits in the budget, so it is reproducible only up to timing.
 """
 
 from __future__ import annotations
@@ -55,8 +55,11 @@ FAST_RECONF_K_OUTER = 5
 FAST_RECONF_MIN_SHARE = 0.01
 FAST_RECONF_PASSES = 2
 FAST_RECONF_MAX_N = 400
+FAST_ELIMINATION_MIN_N = 31
+FAST_ELIMINATION_MAX_LABELS = 400
 HIGH_RECONF_KS = (6, 8, 10)
 HIGH_PATIENCE = 40
+HIGH_TIME_BUDGET = 5.0
 
 
 def estimate_tuples(net: Network, estimator: TupleEstimator, tree: Tree) -> dict[int, float]:
@@ -111,6 +114,20 @@ class _Best:
 
 def _copy(tree: Tree) -> Tree:
     return Tree.from_ssa(tree.net, tree.to_ssa())
+
+
+def _fast_reconf(pool: _Best, obj: Objective) -> None:
+    tree, algorithm = pool.best
+    tree = _copy(tree)
+    if reconfigure(
+        tree,
+        obj,
+        k=FAST_RECONF_K,
+        max_passes=FAST_RECONF_PASSES,
+        outer_max=FAST_RECONF_K_OUTER,
+        min_share=FAST_RECONF_MIN_SHARE,
+    ):
+        pool.add(tree, algorithm + " + subtree reconfiguration")
 
 
 def _sub_network(net: Network, members: list[int], ext: int) -> Network:
@@ -185,7 +202,7 @@ def search(
         return Tree.from_ssa(net, [(0, 1)]), "pair"
     high = effort == "high"
     start = time.perf_counter()
-    budget = (3.0 if time_budget is None else float(time_budget)) if high else None
+    budget = (HIGH_TIME_BUDGET if time_budget is None else float(time_budget)) if high else None
     deadline = start + budget if budget is not None else None
     rng = random.Random(seed)
     pool = _Best(net, obj, estimator)
@@ -205,6 +222,8 @@ def search(
             if n <= 14:
                 pool.add_pairs(branch1_ssa(net), "branch-1 (opt_einsum)")
             pool.add_pairs(greedy_ssa(net, "flops"), "greedy (flops)")
+            if not high and n <= FAST_RECONF_MAX_N:
+                _fast_reconf(pool, obj)
             return pool.best
         order = chain_order(net)
         if order is not None and n <= (HIGH_CHAIN_MAX if high else FAST_CHAIN_MAX):
@@ -228,7 +247,8 @@ def search(
             pool.add_pairs(pairs, "random greedy (tuples)")
         return pool.best
 
-    pool.add_pairs(elimination_ssa(net), "bucket elimination")
+    if high or FAST_ELIMINATION_MIN_N <= n and len(net.size) <= FAST_ELIMINATION_MAX_LABELS:
+        pool.add_pairs(elimination_ssa(net), "bucket elimination")
 
     # Connected-subset DP while it is cheap.
     if n <= (HIGH_DP_MAX if high else FAST_DP_MAX):
@@ -254,17 +274,7 @@ def search(
         for _ in range(FAST_TRIALS if n <= 16 else FAST_TRIALS // 2):
             random_trial()
         if n <= FAST_RECONF_MAX_N:
-            tree, algorithm = pool.best
-            tree = _copy(tree)
-            if reconfigure(
-                tree,
-                obj,
-                k=FAST_RECONF_K,
-                max_passes=FAST_RECONF_PASSES,
-                outer_max=FAST_RECONF_K_OUTER,
-                min_share=FAST_RECONF_MIN_SHARE,
-            ):
-                pool.add(tree, algorithm + " + subtree reconfiguration")
+            _fast_reconf(pool, obj)
         return pool.best
 
     # Quality mode: restarts for a share of the budget, then iterated local search: polish the best few

@@ -24,6 +24,7 @@ from ..ir.nodes import Equation, IBin, IConst, IExpr, IVar, Read, equation_str, 
 from ..syntax.diagnostics import Diagnostic, TLRuntimeError
 from . import relational
 from .dense import DenseEvaluator, Labeled, align, index_grid
+from .layered import layer_schedule
 
 Value = np.ndarray | Relation
 DEFAULT_MAX_ITERATIONS = 1000
@@ -125,6 +126,13 @@ class Executor:
         if todo is not None and not todo:
             return
         sts = strata(self.prog.equations, todo)
+        if todo is not None:  # only the strata still needed: walk back from the targets
+            want, run = set(todo), []
+            for st in reversed(sts):
+                if any(t in want and t not in self.computed for t in st.tensors):
+                    run.append(st)
+                    want |= {r.tensor for e in st.equations for r in reads(e.rhs)}
+            sts = run[::-1]
         protect = set(keep or ()) | set(names or ()) | set(self.prog.data) | self.keep
         for st in sts:
             if all(t in self.computed for t in st.tensors):
@@ -169,7 +177,33 @@ class Executor:
         if all(self.forms.get(e.id) is not None for e in st.equations) and all(
                 self.is_boolean(t) for t in st.tensors):
             return self.semi_naive(st)
+        sched = layer_schedule(st, self.prog.tensors, self.is_boolean)
+        if sched is not None:
+            return self.run_layers(st, sched)
         return self.iterate(st)
+
+    def run_layers(self, st: Stratum, sched) -> None:
+        """A layered recursion: each equation once per layer, layer after layer (see runtime/layered.py)."""
+        for t in st.tensors:
+            self.values[t] = _dense(self.initial(t))
+        for layer in range(sched.layers):
+            for t in sched.order:
+                for step in sched.steps[t]:
+                    e = step.equation
+                    if step.var is None:
+                        if step.offset != layer:
+                            continue
+                        rng = e.ranges
+                    else:
+                        v = layer - step.offset
+                        lo, hi = e.ranges.get(step.var, (0, 0))
+                        if not lo <= v < hi:
+                            continue
+                        rng = dict(e.ranges)
+                        rng[step.var] = (v, v + 1)
+                    acc, _ = self.contribution(e, self.read_current, rng)
+                    self.values[t] = self.values[t] + acc
+        self.report.strata.append(StratumReport(st.tensors, "layered", sched.layers, "fixpoint"))
 
     # ------------------------------------------------------------ one equation
     def read_current(self, r: Read) -> tuple[np.ndarray, list[IExpr]]:
