@@ -50,7 +50,9 @@ class NumpyBackend:
 
     def contract(self, subscripts: str, *operands: np.ndarray) -> np.ndarray:
         """One pairwise (or single-operand) contraction in einsum notation."""
-        return np.einsum(subscripts, *operands, optimize=len(operands) > 1)
+        if len(operands) == 2:  # the order is already planned: skip numpy's own path search, keep BLAS
+            return np.einsum(subscripts, *operands, optimize=["einsum_path", (0, 1)])
+        return np.einsum(subscripts, *operands)
 
     def softmax(self, x: np.ndarray, axis: int) -> np.ndarray:
         m = np.max(x, axis=axis, keepdims=True)

@@ -67,6 +67,7 @@ class Executor:
         self.free_dead = False  # free computed tensors after their last reader (run() turns it on)
         self.keep: set[str] = set()  # never freed: what the run's queries and file writes read
         self.readers: dict[str, set[frozenset]] = {}  # tensor -> the strata of the run that read it
+        self._strata: dict = {}  # strata per set of needed tensors, computed once
         self.join_cache: dict = {}  # common sub-joins computed once (keyed by signature and value versions)
         self.shared_joins = 0
         self.peak_bytes = 0  # the most bytes of tensor values live at once, counted by the executor
@@ -125,7 +126,10 @@ class Executor:
         todo = None if names is None else {n for n in names if n not in self.computed}
         if todo is not None and not todo:
             return
-        sts = strata(self.prog.equations, todo)
+        key = None if todo is None else frozenset(todo)
+        if key not in self._strata:
+            self._strata[key] = strata(self.prog.equations, todo)
+        sts = self._strata[key]
         if todo is not None:  # only the strata still needed: walk back from the targets
             want, run = set(todo), []
             for st in reversed(sts):
