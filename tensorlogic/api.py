@@ -68,6 +68,7 @@ class Program:
         self.ast: ast.Program = expand_imports(parse(source, file), self.base_dir)
         self._inputs: dict[str, Any] = {}
         self._analyzed: Analyzed | None = None
+        self._signature: tuple | None = None  # the inputs' shapes and kinds the analysis was made for
         self._executor: Executor | None = None
         self.answers: list[Answer] = []
 
@@ -81,9 +82,24 @@ class Program:
         return lower(self.ast, set(self.functions), collect=True)
 
     def analyze(self, **inputs: Any) -> Analyzed:
-        """Analyse with the given inputs (raises TLAnalysisError listing every error)."""
+        """Analyse with the given inputs (raises TLAnalysisError listing every error).
+
+        When every input is a dense array with the same shape and kind as last time (and integer scalars are
+        equal), the previous analysis is reused with the new arrays bound: a second run does not analyse
+        or plan again."""
+        sig = _signature(inputs)
+        if sig is not None and sig == self._signature and self._analyzed is not None:
+            for name, value in inputs.items():
+                if isinstance(value, np.ndarray):
+                    self._analyzed.data[name] = np.asarray(value, dtype=np.float64)
+            self._inputs = dict(inputs)
+            self._executor = None
+            return self._analyzed
         self._inputs = dict(inputs)
-        self._analyzed = analyze(self.lowered(), self._inputs, self.base_dir)
+        lowered = self.lowered()
+        self._analyzed = analyze(lowered, self._inputs, self.base_dir)
+        own_data = {getattr(st, "lhs", getattr(st, "atom", None)).name for st in lowered.data}
+        self._signature = sig if sig is not None and not (own_data & set(inputs)) else None
         self._executor = None
         return self._analyzed
 
@@ -178,6 +194,21 @@ class Program:
             idx = np.argwhere(arr != 0)
             rows = [tuple(d.label(int(v)) for d, v in zip(doms, row)) for row in idx]
             write_tensor_file(target, TupleData(rows, arr[tuple(idx.T)].astype(float), len(doms)), span)
+
+
+def _signature(inputs: dict[str, Any]) -> tuple | None:
+    """What analysis depends on in the inputs: array shapes and kinds, integer scalars' values; None when an
+    input (a relation given as tuples) has content that analysis reads."""
+    out = []
+    for name in sorted(inputs):
+        v = inputs[name]
+        if isinstance(v, np.ndarray) and v.ndim > 0 and v.dtype.kind in "biuf":
+            out.append((name, v.shape, v.dtype.kind == "b"))
+        elif isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool):
+            out.append((name, "scalar", float(v)))
+        else:
+            return None
+    return tuple(out)
 
 
 def load(path: str | Path, **kwargs: Any) -> Program:

@@ -138,3 +138,18 @@ def test_layered_recursion_matches_a_numpy_loop():
     np.testing.assert_allclose(s_val, np.array(s))
     np.testing.assert_allclose(h_val, np.array(h))
     assert any(r.kind == "layered" for r in prog.report.strata)
+
+
+def test_second_run_with_new_values_reuses_the_analysis():
+    rng = np.random.default_rng(7)
+    prog = tl.Program("Y[i] = sig(W[i,j] X[j])\nY?\n")
+    w1, x1 = rng.normal(size=(3, 4)), rng.normal(size=4)
+    first = prog.run(W=w1, X=x1)[0].value
+    analyzed = prog.analyzed
+    w2, x2 = rng.normal(size=(3, 4)), rng.normal(size=4)
+    second = prog.run(W=w2, X=x2)[0].value
+    assert prog.analyzed is analyzed  # not analysed again
+    np.testing.assert_allclose(first, 1 / (1 + np.exp(-(w1 @ x1))))
+    np.testing.assert_allclose(second, 1 / (1 + np.exp(-(w2 @ x2))))
+    third = prog.run(W=rng.normal(size=(2, 4)), X=x2)[0].value  # a new shape: analysed again
+    assert len(third) == 2 and prog.analyzed is not analyzed
