@@ -153,3 +153,20 @@ def test_second_run_with_new_values_reuses_the_analysis():
     np.testing.assert_allclose(second, 1 / (1 + np.exp(-(w2 @ x2))))
     third = prog.run(W=rng.normal(size=(2, 4)), X=x2)[0].value  # a new shape: analysed again
     assert len(third) == 2 and prog.analyzed is not analyzed
+
+
+def test_sparse_relation_times_dense_matches_numpy():
+    rng = np.random.default_rng(11)
+    n, d = 300, 4
+    edges = {(int(a), int(b)) for a, b in rng.integers(0, n, size=(900, 2))}
+    adj = np.zeros((n, n))
+    for a, b in edges:
+        adj[a, b] = 1.0
+    z = rng.normal(size=(n, d))
+    prog = tl.Program("Agg[u,k] = Neig(u,v) Z[v,k]\nBack[v,k] = Neig(u,v) Z[u,k]\nDeg[u] = Neig(u,v) One[v]\n"
+                      "Agg? Back? Deg?\n")
+    agg, back, deg = (a.value for a in prog.run(Neig=sorted(edges), Z=z, One=np.ones(n)))
+    np.testing.assert_allclose(agg, adj @ z)
+    np.testing.assert_allclose(back, adj.T @ z)
+    np.testing.assert_allclose(deg, adj.sum(axis=1))
+    assert any(len(k) == 2 for k in prog.executor._csr)  # the relation was used as a CSR matrix

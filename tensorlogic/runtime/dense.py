@@ -137,6 +137,7 @@ class DenseEvaluator:
         self.ranges = ranges
         self.user_functions = user_functions or {}
         self.where = where
+        self.read_sparse: Callable[[Read], object] | None = None  # a relation as a CSR matrix, or None
         self.cache: dict | None = None  # shared sub-joins: signature -> result (set by the executor)
         self.versions: Callable[[str], int] | None = None  # a tensor's value version, part of the signature
         self.shared = 0  # joins answered from the cache
@@ -226,7 +227,40 @@ class DenseEvaluator:
             arr = arr * (self.ranges[v][1] - self.ranges[v][0])
         return Labeled(arr, tuple(v for v in x.vars if v not in n.over))
 
+    def sparse_matmul(self, n: Join, over: tuple[str, ...]) -> Labeled | None:
+        """`R(a,b) X[b,...]` summed over b, with R a sparse relation: a CSR matrix product, no dense R."""
+        if self.read_sparse is None or len(n.factors) != 2 or any(n.divides):
+            return None
+        for k, f in enumerate(n.factors):
+            if not (isinstance(f, Read) and len(f.pos) == 2 and all(isinstance(p.expr, IVar) for p in f.pos)):
+                continue
+            a, b = f.pos[0].expr.name, f.pos[1].expr.name
+            if a == b or (b not in over) == (a not in over):
+                continue  # exactly one of the relation's indices must be summed here
+            mat = self.read_sparse(f)
+            if mat is None or self.ranges[a] != (0, mat.shape[0]) or self.ranges[b] != (0, mat.shape[1]):
+                continue
+            if a in over:  # summed over the first index: use the transpose
+                mat, a, b = mat.T, b, a
+            other = self.eval(n.factors[1 - k])
+            if b not in other.vars or a in other.vars:
+                return None
+            rest = tuple(v for v in other.vars if v != b)
+            arr = np.asarray(align(other, (b,) + rest), dtype=np.float64)
+            res = np.asarray(mat @ arr.reshape(arr.shape[0], -1)).reshape((mat.shape[0],) + arr.shape[1:])
+            res = Labeled(res, (a,) + rest)
+            extra = tuple(v for v in over if v != b and v in res.vars)
+            if extra:
+                res = Labeled(np.sum(res.arr, axis=tuple(res.vars.index(v) for v in extra)),
+                              tuple(v for v in res.vars if v not in extra))
+            return res
+        return None
+
     def join(self, n: Join, over: tuple[str, ...] | None) -> Labeled:
+        if over:
+            res = self.sparse_matmul(n, tuple(over))
+            if res is not None:
+                return res
         xs: list[Labeled] = []
         for f, d in zip(n.factors, n.divides):
             x = self.eval(f)

@@ -68,6 +68,7 @@ class Executor:
         self.keep: set[str] = set()  # never freed: what the run's queries and file writes read
         self.readers: dict[str, set[frozenset]] = {}  # tensor -> the strata of the run that read it
         self._strata: dict = {}  # strata per set of needed tensors, computed once
+        self._csr: dict = {}  # converted forms of sparse relations, per value version
         self.join_cache: dict = {}  # common sub-joins computed once (keyed by signature and value versions)
         self.shared_joins = 0
         self.peak_bytes = 0  # the most bytes of tensor values live at once, counted by the executor
@@ -106,9 +107,28 @@ class Executor:
             return Relation.empty(len(shape), shape)
         return np.zeros(shape)
 
+    def sparse_matrix(self, r: Read):
+        """A binary relation stored sparse, as a scipy CSR matrix (cached per value version), else None."""
+        v = self.values[r.tensor]
+        if not isinstance(v, Relation) or v.arity != 2 or self.prog.tensors[r.tensor].virtual_axis is not None:
+            return None
+        key = (r.tensor, self.values.version(r.tensor))
+        if key not in self._csr:
+            import scipy.sparse as sp
+
+            cols = v.cols
+            self._csr[key] = sp.csr_matrix((np.ones(len(cols)), (cols[:, 0], cols[:, 1])), shape=v.shape)
+        return self._csr[key]
+
     def dense(self, name: str) -> np.ndarray:
+        """The tensor's value as a dense array (a sparse relation is converted once per value version)."""
         v = self.values[name]
-        return v.to_dense() if isinstance(v, Relation) else v
+        if not isinstance(v, Relation):
+            return v
+        key = (name, self.values.version(name), "dense")
+        if key not in self._csr:
+            self._csr[key] = v.to_dense()
+        return self._csr[key]
 
     def relation(self, name: str) -> Relation:
         v = self.values[name]
@@ -222,6 +242,7 @@ class Executor:
         ev = DenseEvaluator(self.backend, read, rng, self.functions, equation_str(eq))
         if read == self.read_current:  # reads see stored values: identical sub-joins can be shared
             ev.cache, ev.versions = self.join_cache, self.values.version
+            ev.read_sparse = self.sparse_matrix
         try:
             res = ev.eval(eq.rhs)
         except TLRuntimeError:
