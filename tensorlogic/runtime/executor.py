@@ -82,7 +82,9 @@ class Executor:
         if name not in self._initial:
             self._initial[name] = self._make_initial(name)
         v = self._initial[name]
-        return v if isinstance(v, Relation) else v.copy()
+        if isinstance(v, Relation) or not self.prog.tensors[name].has_equations:
+            return v  # never written in place: no copy needed
+        return v.copy()
 
     def _make_initial(self, name: str) -> Value:
         t = self.prog.tensors[name]
@@ -226,7 +228,9 @@ class Executor:
                         rng = dict(e.ranges)
                         rng[step.var] = (v, v + 1)
                     acc, _ = self.contribution(e, self.read_current, rng)
-                    self.values[t] = self.values[t] + acc
+                    cur = self.values[t]
+                    cur += acc  # in place: the stratum's own copy (see initial)
+                    self.values[t] = cur  # ... and a new version, so cached joins over it are not reused
         self.report.strata.append(StratumReport(st.tensors, "layered", sched.layers, "fixpoint"))
 
     # ------------------------------------------------------------ one equation
