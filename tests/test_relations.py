@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tensorlogic.backends.relation_joins as joins_mod
+import tensorlogic.backends.relation_keys as keys_mod
 import tensorlogic.backends.relations as rel_mod
 from tensorlogic.backends.relations import Relation, join_project
 
@@ -52,8 +54,11 @@ def assert_canonical(r: Relation):
         assert (c.max(axis=0) < np.asarray(r.shape)).all()
 
 
-_KNOBS = ("_SPARSE_MIN_PAIRS", "_SPARSE_RATIO", "_DENSE_RATIO", "_DENSE_BLOCK_BYTES", "_BITMAP_RATIO", "_BITMAP_MIN",
-          "_KEYS_ONLY_ROWS")
+# each tuning knob, by the module that defines (and reads) it
+_KNOBS = {
+    "_SPARSE_MIN_PAIRS": joins_mod, "_SPARSE_RATIO": joins_mod, "_DENSE_RATIO": joins_mod,
+    "_DENSE_BLOCK_BYTES": joins_mod, "_BITMAP_RATIO": keys_mod, "_BITMAP_MIN": keys_mod, "_KEYS_ONLY_ROWS": rel_mod,
+}
 MODES = ("auto", "sparse", "dense", "merge", "bitmap", "nobitmap")
 
 
@@ -63,25 +68,25 @@ def sparse_mode(mode: str):
     ('dense'), forbid both ('merge'), or keep the cost rules ('auto'); 'bitmap' / 'nobitmap' keep the join
     rules but make set operations on keys use Boolean bitmaps whenever the key range has at most 2**20
     cells / never, and relations built from rows keep only their keys (rows decoded on first use)."""
-    saved = {k: getattr(rel_mod, k) for k in _KNOBS}
+    saved = {k: getattr(m, k) for k, m in _KNOBS.items()}
     if mode == "sparse":
-        rel_mod._SPARSE_MIN_PAIRS, rel_mod._SPARSE_RATIO, rel_mod._DENSE_RATIO = 0, 0.0, -1.0
+        joins_mod._SPARSE_MIN_PAIRS, joins_mod._SPARSE_RATIO, joins_mod._DENSE_RATIO = 0, 0.0, -1.0
     elif mode == "dense":
-        rel_mod._SPARSE_MIN_PAIRS, rel_mod._SPARSE_RATIO, rel_mod._DENSE_RATIO = 0, 0.0, float("inf")
-        rel_mod._DENSE_BLOCK_BYTES = 1  # blocks of 8 rows: many blocks even for small relations
+        joins_mod._SPARSE_MIN_PAIRS, joins_mod._SPARSE_RATIO, joins_mod._DENSE_RATIO = 0, 0.0, float("inf")
+        joins_mod._DENSE_BLOCK_BYTES = 1  # blocks of 8 rows: many blocks even for small relations
     elif mode == "merge":
-        rel_mod._SPARSE_MIN_PAIRS = 1 << 62
+        joins_mod._SPARSE_MIN_PAIRS = 1 << 62
     elif mode == "bitmap":
-        rel_mod._BITMAP_RATIO, rel_mod._BITMAP_MIN, rel_mod._KEYS_ONLY_ROWS = 0, 1 << 20, -1
+        keys_mod._BITMAP_RATIO, keys_mod._BITMAP_MIN, rel_mod._KEYS_ONLY_ROWS = 0, 1 << 20, -1
     elif mode == "nobitmap":
-        rel_mod._BITMAP_RATIO, rel_mod._BITMAP_MIN, rel_mod._KEYS_ONLY_ROWS = 0, -1, -1
+        keys_mod._BITMAP_RATIO, keys_mod._BITMAP_MIN, rel_mod._KEYS_ONLY_ROWS = 0, -1, -1
     else:
         assert mode == "auto"
     try:
         yield
     finally:
         for k, v in saved.items():
-            setattr(rel_mod, k, v)
+            setattr(_KNOBS[k], k, v)
 
 
 def random_tuples(rng, n, shape):
@@ -178,7 +183,7 @@ def test_paths_agree_on_larger_random_graphs():
 def test_dense_factor_products_match_numpy(block_bytes, monkeypatch):
     """The products with one dense Boolean factor, called directly: rows in any order, several row blocks
     (the last one partial), empty rows and columns, an empty factor."""
-    monkeypatch.setattr(rel_mod, "_DENSE_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(joins_mod, "_DENSE_BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(5)
     for nrow, inner, ncol, na, nb in [(37, 11, 23, 120, 40), (100, 50, 3, 600, 70), (9, 4, 9, 0, 10), (1, 1, 1, 1, 1)]:
         a = np.zeros((nrow, inner), dtype=bool)
@@ -190,7 +195,7 @@ def test_dense_factor_products_match_numpy(block_bytes, monkeypatch):
         perm_a, perm_b = rng.permutation(r.shape[0]), rng.permutation(sb.shape[0])
         r, sa, sb, c = r[perm_a], sa[perm_a], sb[perm_b], c[perm_b]
         expected = np.flatnonzero((a.astype(np.int64) @ b.astype(np.int64)) > 0)
-        for product in (rel_mod._dense_left_product, rel_mod._dense_right_product):
+        for product in (joins_mod._dense_left_product, joins_mod._dense_right_product):
             got = product(r, sa, sb, c, nrow, inner, ncol)
             assert got.dtype == np.int64
             np.testing.assert_array_equal(got, expected)
@@ -200,8 +205,8 @@ def test_cost_rule_picks_the_dense_factor_for_dense_results(monkeypatch):
     """A product whose result covers most cells goes through a dense factor; a sparse one does not."""
     calls = []
     for name in ("_dense_left_product", "_dense_right_product"):
-        fn = getattr(rel_mod, name)
-        monkeypatch.setattr(rel_mod, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
+        fn = getattr(joins_mod, name)
+        monkeypatch.setattr(joins_mod, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
     rng = np.random.default_rng(6)
     n = 400
     dense = Relation.from_tuples(rng.integers(0, n, (40_000, 2)), 2, (n, n))
