@@ -132,6 +132,8 @@ class _Analyzer:
         before = len(self.errors)
         self.check_defined()
         base += len(self.errors) - before  # undefined tensors do not stop the other checks
+        if len(self.errors) > base:  # arity and type errors: the tables below would be inconsistent
+            raise TLAnalysisError(self.errors)
         self.find_scalars()
         self.build_domains()
         if len(self.errors) > base:
