@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference_algorithms import classic_matrix_chain
 
 from tensorlogic.plan.contract import ContractionPlan, contract_path, parse_equation, plan_join
 
@@ -151,16 +152,6 @@ def test_implicit_output_follows_numpy():
 
 
 # -------------------------------------------------------------------------------------- matrix chains
-
-
-def classic_matrix_chain(dims: list[int]) -> int:
-    n = len(dims) - 1
-    best = [[0] * n for _ in range(n)]
-    for length in range(2, n + 1):
-        for i in range(n - length + 1):
-            j = i + length - 1
-            best[i][j] = min(best[i][k] + best[k + 1][j] + dims[i] * dims[k + 1] * dims[j + 1] for k in range(i, j))
-    return best[0][n - 1]
 
 
 @settings(max_examples=60, deadline=None)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference_algorithms import classic_matrix_chain
 
 from tensorlogic.plan.contract import ContractionPlan, contract_path, parse_equation, plan_join
 from tensorlogic.plan.paths_chain import chain_order
@@ -199,16 +200,6 @@ def test_exact_dp_finds_outer_product_orders():
     assert plan.flops == brute_force([("i",), ("j",), ("i", "j", "k")], ("k",), sizes) == 4 + 80
 
 
-def classic_matrix_chain(dims: list[int]) -> int:
-    n = len(dims) - 1
-    best = [[0] * n for _ in range(n)]
-    for length in range(2, n + 1):
-        for i in range(n - length + 1):
-            j = i + length - 1
-            best[i][j] = min(best[i][k] + best[k + 1][j] + dims[i] * dims[k + 1] * dims[j + 1] for k in range(i, j))
-    return best[0][n - 1]
-
-
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(1, 40), min_size=3, max_size=60), st.randoms(use_true_random=False))
 def test_chains_of_any_length_are_exact(dims, rnd):
@@ -244,9 +235,10 @@ def test_batched_chain_is_detected_and_solved():
 
 
 def _bench(name: str):
+    """An einsum_benchmark instance: from ../shared when present, else the copy kept in tests/data/."""
     path = BENCH / f"{name}.json"
     if not path.exists():
-        pytest.skip(f"{path} not available")
+        path = Path(__file__).parent / "data" / f"{name}.json"
     data = json.loads(path.read_text())
     return data["format_string"], [tuple(s) for s in data["shapes"]]
 
