@@ -126,6 +126,18 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repl(args: argparse.Namespace) -> int:
+    from .repl import run_repl  # prompt-toolkit is only imported when the REPL starts
+
+    return run_repl(getattr(args, "load", None), getattr(args, "backend", "numpy"))
+
+
+def cmd_lsp(args: argparse.Namespace) -> int:
+    from .lsp.server import main as lsp_main  # pygls is only imported when the server starts
+
+    return lsp_main()
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -161,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("file")
     gr.add_argument("--out", help="g.dot, g.svg or g.png (default: DOT on stdout)")
     gr.set_defaults(fn=cmd_graph)
+    rp = sub.add_parser("repl", help="the interactive REPL (also `tl` with no arguments)")
+    rp.add_argument("load", nargs="?", help="a program to load first")
+    rp.add_argument("--backend", default="numpy")
+    rp.set_defaults(fn=cmd_repl)
+    ls = sub.add_parser("lsp", help="the language server (stdio), for editors")
+    ls.set_defaults(fn=cmd_lsp)
     return p
 
 
@@ -168,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):
-        parser.print_help()
-        return 0
+        if argv is None and len(sys.argv) <= 1 or argv == []:
+            args = parser.parse_args(["repl"])
+        else:
+            parser.print_help()
+            return 0
     try:
         return args.fn(args)
     except TLError as e:

@@ -1,0 +1,1 @@
+"""autodiff (work in progress)."""
