@@ -22,7 +22,7 @@ from ..backends.relations import Relation
 from ..ir.graph import Stratum, strata
 from ..ir.nodes import Equation, IBin, IConst, IExpr, IVar, Read, equation_str, ix_vars, reads
 from ..syntax.diagnostics import Diagnostic, TLRuntimeError
-from . import relational
+from . import relational, seminaive
 from .dense import DenseEvaluator, Labeled, align, index_grid
 from .layered import layer_schedule
 
@@ -38,6 +38,7 @@ class StratumReport:
     rounds: int = 1
     stopped_by: str = ""  # "fixpoint" | "tolerance" | "iteration limit"
     change: float = 0.0
+    derived: int = 0  # semi-naive: tuples derived by rule bodies, before removing known ones (the work done)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Executor:
         self.join_cache: dict = {}  # common sub-joins computed once (keyed by signature and value versions)
         self.shared_joins = 0
         self.peak_bytes = 0  # the most bytes of tensor values live at once, counted by the executor
+        self.largest_relation: tuple[str, int, int] = ("", 0, 0)  # (name, bytes, tuples) of the largest held
 
     # ------------------------------------------------------------ values
     def is_boolean(self, name: str) -> bool:
@@ -166,6 +168,10 @@ class Executor:
             self.run_stratum(st)
             self.computed.update(st.tensors)
             self.peak_bytes = max(self.peak_bytes, self.live_bytes())
+            for t in st.tensors:  # the largest relation held, for `tl run --stats`
+                v = self.values.get(t)
+                if isinstance(v, Relation) and v.nbytes() > self.largest_relation[1]:
+                    self.largest_relation = (t, v.nbytes(), len(v))
             if self.free_dead and names is not None:
                 self._free_dead(st, protect)
 
@@ -243,6 +249,8 @@ class Executor:
                      ) -> tuple[np.ndarray, np.ndarray | None]:
         """The equation's right side projected onto its left side: (accumulator, count-or-touched)."""
         rng = ranges or eq.ranges
+        if ranges is None and read == self.read_current and (counted := self._count(eq)) is not None:
+            return counted, None
         ev = DenseEvaluator(self.backend, read, rng, self.functions, equation_str(eq))
         if read == self.read_current:  # reads see stored values: identical sub-joins can be shared
             ev.cache, ev.versions = self.join_cache, self.values.version
@@ -262,6 +270,16 @@ class Executor:
         out = scatter(res, lhs, rng, t.storage_shape, eq.op)
         self.peak_bytes = max(self.peak_bytes, self.live_bytes() + ev.max_transient + out[0].nbytes)
         return out
+
+    def _count(self, eq: Equation) -> np.ndarray | None:
+        """A numeric sum over a join of relations (`N = Reach(x,y)`) counted relationally, never densified,
+        when one of its relations is stored sparse (see `relational.count_form`)."""
+        form = relational.count_form(eq, self.is_boolean)
+        if form is None or not any(isinstance(self.values[a.tensor], Relation) for a in form.atoms):
+            return None
+        sizes = {v: r[1] for v, r in eq.ranges.items()}
+        return relational.count(form, lambda r: self.relation(r.tensor), sizes,
+                                self.prog.tensors[eq.lhs].storage_shape)
 
     def combine(self, name: str, eqs: list[Equation], read: Callable, include_data: bool = True) -> Value:
         """The head's value from its data and all its equations."""
@@ -315,51 +333,13 @@ class Executor:
         return relational.evaluate(form, get, sizes, self.prog.tensors[eq.lhs].storage_shape, bind)
 
     # ------------------------------------------------------------ recursion
-    def semi_naive(self, st: Stratum, bind: dict[int, dict[str, int]] | None = None) -> None:
-        """Least fixpoint of a relational stratum; `bind` fixes variables per equation id (query pushdown)."""
-        names = set(st.tensors)
-        outside = {a.tensor: self.relation(a.tensor) for e in st.equations for a in reads(e.rhs)
-                   if a.tensor not in names}  # converted once, not once per round
-        full: dict[str, Relation] = {}
-        for t in st.tensors:
-            v = self.initial(t)
-            full[t] = v if isinstance(v, Relation) else Relation.from_dense(v)
-        forms = [self.forms[e.id] for e in st.equations]
-        delta = {t: Relation.empty(len(full[t].shape), full[t].shape) for t in st.tensors}
-        # round 1: every rule on the initial values
-        for f in forms:
-            b = (bind or {}).get(f.eq.id)
-            new = self.eval_relational(f, lambda r: full[r.tensor] if r.tensor in names else outside[r.tensor], b)
-            delta[f.eq.lhs] = delta[f.eq.lhs].union(new.difference(full[f.eq.lhs]))
-        for t in st.tensors:
-            full[t] = full[t].union(delta[t])
-        rounds = 1
-        while any(len(d) for d in delta.values()):
-            rounds += 1
-            if self.debug:
-                sizes = ", ".join(f"{t}: +{len(delta[t])}" for t in st.tensors)
-                print(f"[fixpoint] round {rounds}: {sizes}", file=sys.stderr)
-            new_delta = {t: Relation.empty(len(full[t].shape), full[t].shape) for t in st.tensors}
-            for f in forms:
-                rec = [a for a in f.atoms if a.tensor in names]
-                b = (bind or {}).get(f.eq.id)
-                for a in rec:
-                    if len(delta[a.tensor]) == 0:
-                        continue
-
-                    def get(r: Read, a=a, delta=delta) -> Relation:
-                        if r is a:
-                            return delta[r.tensor]
-                        return full[r.tensor] if r.tensor in names else outside[r.tensor]
-
-                    new = self.eval_relational(f, get, b)
-                    new_delta[f.eq.lhs] = new_delta[f.eq.lhs].union(new.difference(full[f.eq.lhs]))
-            delta = new_delta
-            for t in st.tensors:
-                full[t] = full[t].union(delta[t])
+    def semi_naive(self, st: Stratum, bind: dict[int, dict] | None = None) -> None:
+        """Least fixpoint of a relational stratum (see runtime/seminaive.py); `bind` fixes or restricts
+        variables per equation id (a query's constants or magic sets, runtime/demand.py)."""
+        full, rounds, derived = seminaive.semi_naive(self, st, bind)
         for t in st.tensors:
             self.values[t] = full[t]
-        self.report.strata.append(StratumReport(st.tensors, "semi-naive", rounds, "fixpoint"))
+        self.report.strata.append(StratumReport(st.tensors, "semi-naive", rounds, "fixpoint", derived=derived))
 
     def iterate(self, st: Stratum) -> None:
         """Iterate X <- data + F(X) to a fixpoint, a tolerance, or the iteration limit.

@@ -10,7 +10,7 @@ deduplication. Semi-naive evaluation substitutes one body atom's relation with i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -80,14 +80,19 @@ def _operand(rel: Relation, r: Read) -> tuple[Relation, tuple[str, ...]]:
 
 
 def evaluate(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[str, int],
-             head_shape: tuple[int, ...], bind: dict[str, int] | None = None) -> Relation:
+             head_shape: tuple[int, ...], bind: dict[str, int | Relation] | None = None) -> Relation:
     """Tuples of the head derived by one evaluation of the rule body.
 
     `get(read)` gives each atom's relation (the full one, or a delta in semi-naive rounds); `bind` fixes
-    variables to values (a query's constants pushed into the rule).
+    variables to values (a query's constants pushed into the rule), or, for a unary `Relation`, restricts a
+    variable to its members (a magic set: see `runtime/demand.py`).
     """
     eq = form.eq
     operands = []
+    restrict = {v: r for v, r in (bind or {}).items() if isinstance(r, Relation)}
+    bind = {v: c for v, c in (bind or {}).items() if not isinstance(c, Relation)}
+    for v, r in restrict.items():
+        operands.append((r, (v,)))
     for a in form.atoms:
         rel, names = _operand(get(a), a)
         if not names and len(rel) == 0:
@@ -136,3 +141,54 @@ def evaluate(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[
         return Relation.from_tuples(np.zeros((min(1, len(cols)), 0), np.int64), 0, ())
     rows = np.stack(head_cols, axis=1) if len(cols) else np.zeros((0, len(head_cols)), np.int64)
     return Relation.from_tuples(rows, len(head_cols), head_shape)
+
+
+def count_form(eq: Equation, is_boolean: Callable[[str], bool]) -> RelationalForm | None:
+    """A numeric equation that sums a join of relations (`N[x] = Reach(x,y)`, `N = Edge(x,y) Edge(y,z)`) as
+    a conjunctive query whose answers are counted, or None. Its value at a head cell is the number of
+    assignments of the body's variables that satisfy the body (projection as a segment sum)."""
+    if eq.boolean or eq.op != "+" or eq.virtual_var is not None:
+        return None
+    if not all(isinstance(p.expr, IVar) and not p.virtual for p in eq.lhs_pos):
+        return None
+    form = relational_form(replace(eq, boolean=True), is_boolean)
+    if form is None or form.negated:
+        return None
+    return RelationalForm(eq, form.atoms, form.compares, form.negated)
+
+
+def count(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[str, int],
+          head_shape: tuple[int, ...]) -> np.ndarray:
+    """Dense head of a counting form (see `count_form`): the satisfying assignments of all body variables
+    are joined without projection, then counted per head cell with a bincount of their head keys."""
+    eq = form.eq
+    head = [p.expr.name for p in eq.lhs_pos]
+    body_vars: list[str] = list(dict.fromkeys(head))
+    for a in form.atoms:
+        for p in a.pos:
+            if isinstance(p.expr, IVar) and p.expr.name not in body_vars:
+                body_vars.append(p.expr.name)
+    operands = []
+    for a in form.atoms:
+        rel, names = _operand(get(a), a)
+        if not names and len(rel) == 0:
+            return np.zeros(head_shape)
+        if names:
+            operands.append((rel, names))
+    res = join_project(operands, tuple(body_vars), sizes)
+    cols = res.cols
+    if form.compares:
+        mask = np.ones(len(cols), dtype=bool)
+        for c in form.compares:
+            a = cols[:, body_vars.index(c.left.name)] if isinstance(c.left, IVar) else c.left.value
+            b = cols[:, body_vars.index(c.right.name)] if isinstance(c.right, IVar) else c.right.value
+            mask &= _CMP[c.op](a, b)
+        cols = cols[mask]
+    if not head:
+        return np.array(float(len(cols)))
+    idx = [cols[:, body_vars.index(v)] for v in head]
+    inside = np.ones(len(cols), dtype=bool)
+    for k, n in enumerate(head_shape):
+        inside &= idx[k] < n
+    flat = np.ravel_multi_index(tuple(i[inside] for i in idx), head_shape)
+    return np.bincount(flat, minlength=int(np.prod(head_shape))).astype(np.float64).reshape(head_shape)
