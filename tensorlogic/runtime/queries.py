@@ -4,17 +4,16 @@ A query's free variables (in order of first appearance) are the answer's columns
 free variables answers the sorted list of tuples of constants that hold; without free variables, true or
 false. A numeric query answers a number, or nested lists over its free variables (dense, in index order).
 Constants in a query select rows before anything is joined: a relational query reads only the matching
-rows, and computing a relation defined by rules pushes the constant into its rules when the constant's
-position is passed unchanged through the recursion.
+rows, and a relation defined by recursive rules is computed demand-driven, only the facts the query's
+constants can need (magic sets, see `runtime/demand.py`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..backends.relations import Relation
-from ..ir.graph import strata
 from ..ir.nodes import IConst, IVar, QueryIR, Read, reads
+from .demand import demand_relation
 from .dense import DenseEvaluator, align
 from .executor import Executor
 
@@ -33,43 +32,6 @@ def _sort_key(row: tuple) -> tuple:
     return tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in row)
 
 
-def _pushdown(ex: Executor, r: Read) -> Relation | None:
-    """The relation `r.tensor` restricted to `r`'s constants, computed without the full relation when possible.
-
-    Works when the tensor is computed by one relational stratum and every constant position is *invariant*:
-    each rule writes it with a variable that every recursive body atom carries at the same position.
-    """
-    name = r.tensor
-    if name in ex.computed:
-        return None
-    consts = {k: p.expr.value for k, p in enumerate(r.pos) if isinstance(p.expr, IConst)}
-    if not consts:
-        return None
-    sts = strata(ex.prog.equations, {name})
-    if not sts or name not in sts[-1].tensors:
-        return None
-    st = sts[-1]
-    if st.tensors != [name] or any(ex.forms.get(e.id) is None for e in st.equations):
-        return None
-    bind: dict[int, dict[str, int]] = {}
-    for e in st.equations:
-        for k, c in consts.items():
-            p = e.lhs_pos[k].expr
-            if not isinstance(p, IVar):
-                return None
-            for a in ex.forms[e.id].atoms:
-                if a.tensor == name and not (isinstance(a.pos[k].expr, IVar) and a.pos[k].expr.name == p.name):
-                    return None
-            bind.setdefault(e.id, {})[p.name] = c
-    ex.ensure(set().union(*[{x.tensor for x in reads(e.rhs)} for e in st.equations]) - {name})
-    saved = ex.values[name]
-    ex.semi_naive(st, bind)
-    result = ex.values[name]
-    ex.values[name] = saved
-    ex.report.strata[-1].kind = "semi-naive (query constants pushed in)"
-    return result if isinstance(result, Relation) else Relation.from_dense(result)
-
-
 def answer(ex: Executor, q: QueryIR) -> object:
     """The query's answer as plain Python values (the `value` of `tl run --json`)."""
     rs = reads(q.expr)
@@ -79,7 +41,7 @@ def answer(ex: Executor, q: QueryIR) -> object:
         r = q.expr
         names = [p.expr.name for p in r.pos if isinstance(p.expr, IVar)]
         if len(names) == len(set(names)):
-            rel = _pushdown(ex, r)
+            rel = demand_relation(ex, r)
             if rel is None:
                 ex.ensure({r.tensor})
                 rel = ex.relation(r.tensor)
