@@ -12,3 +12,10 @@ from .syntax.parser import parse
 __all__ = ["Program", "load", "Answer", "parse", "TLError", "TLSyntaxError", "TLAnalysisError",
            "TLRuntimeError"]
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext tensorlogic`: the `%%tl` cell magic (see tensorlogic.repl.magic)."""
+    from .repl.magic import load_ipython_extension as _load
+
+    _load(ipython)
