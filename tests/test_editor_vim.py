@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_editor_vscode import PROGRAMS, SAMPLES, _strip_assertions, parser_tokens
 
 VIM = shutil.which("vim")
 pytestmark = pytest.mark.skipif(VIM is None, reason="vim is not installed (apt-get install vim to run these tests)")
@@ -114,3 +115,30 @@ def test_keywords_are_only_keywords_at_a_statement_start(tmp_path: Path):
     assert g[0][0] == "tlTensor" and g[0][text.index("index")] == "tlIndexVar"
     second = text.splitlines()[1]
     assert g[1][second.index("set")] == "tlVar" and g[1][second.index("tensor")] == "tlVar"
+
+
+# What the parser says a token is (see test_editor_vscode.parser_tokens) -> the groups Vim may give it.
+GROUPS_OF_KIND = {
+    "tensor": {"tlTensor", "tlName"}, "declared": {"tlTensor", "tlRelation", "tlName"}, "relation": {"tlRelation"},
+    "symbol": {"tlSymbol", "tlDomainSymbol"}, "index": {"tlIndexVar", "tlVar"}, "builtin": {"tlBuiltin"},
+    "function": {"tlFunction"}, "number": {"tlInteger", "tlFloat"}, "string": {"tlString"},
+    "domain": {"tlDomainName", "tlSymbol", "tlName"}, "module": {"tlModule"}, "setting": {"tlSetting"},
+    "modifier": {"tlModifier"}, "assign": {"tlAssign"}, "rule": {"tlRule"}, "not": {"tlNot"},
+    "compare": {"tlCompare"}, "normalize": {"tlNormalize"}, "terminator": {"tlTerminator"},
+    "operator": {"tlOperator", "tlIndexOp"},
+}
+
+
+def test_syntax_agrees_with_the_parser_on_every_example(tmp_path: Path):
+    wrong, checked = [], 0
+    for f in PROGRAMS + SAMPLES:
+        text = _strip_assertions(f.read_text())
+        groups = _run_vim(tmp_path, text)["groups"]
+        for line, start, end, kind, tok in parser_tokens(text):
+            for col in (start, end - 1):
+                checked += 1
+                got = groups[line][col]
+                if got not in GROUPS_OF_KIND[kind]:
+                    wrong.append(f"{f.name}:{line + 1}:{col + 1} {tok!r} is a {kind}: got {got!r}")
+    assert checked > 1000
+    assert not wrong, f"{len(wrong)} of {checked} disagree:\n" + "\n".join(wrong[:40])
