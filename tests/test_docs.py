@@ -21,7 +21,8 @@
    - any other block preceded by `<!-- file: NAME -->` (a CSV file, say) is written as NAME.
 
    Each page gets one temporary working folder in which its blocks run in order, with `data/` linked to
-   examples/data/, so programs can read the examples' data files as examples/*.tl do.
+   examples/data/ (programs read the examples' data files as examples/*.tl do) and `examples/` to examples/
+   (`$ tl run examples/mlp.tl` works as from the repository's root).
 
 Run `python tests/test_docs.py --update docs/PAGE.md ...` to rewrite those pages' ```output blocks and
 console transcripts from real runs (that is how they are written: never by hand).
@@ -165,6 +166,7 @@ def check_page(page: Path) -> PageResult:
     with tempfile.TemporaryDirectory(prefix="tl-docs-") as tmp:
         work = Path(tmp)
         (work / "data").symlink_to(ROOT / "examples" / "data", target_is_directory=True)
+        (work / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
         os.chdir(work)
         try:
             for k, b in enumerate(blocks):
