@@ -5,6 +5,9 @@
     tl show --ast|--ir FILE                   print the parsed or lowered program
     tl graph FILE [--out g.dot]               the dataflow graph as DOT (SVG/PNG when Graphviz is installed)
     tl plan FILE [--memory-budget 1GB] [--dot]  each join's order, FLOPs, memory; the predicted peak
+    tl grad FILE [--wrt W] [--loss Loss]      the gradient program, as .tl source that tl run accepts
+    tl train FILE [--loss Loss --epochs N --lr X --optimizer adam --save p.npz --plot loss.png]
+    tl repl [FILE]                            the interactive REPL (also `tl` alone)
 
 Errors print as `file:line:col: error: ...` with the source line and a caret, and exit with status 1.
 """
@@ -34,6 +37,8 @@ def _load(path: str, backend: str = "numpy", memory_budget: str | None = None) -
 
 def cmd_run(args: argparse.Namespace) -> int:
     prog = _load(args.file, args.backend, args.memory_budget)
+    if getattr(args, "load", None):
+        prog.load_params(args.load)
     answers = prog.run()
     for a in answers:
         if args.json:
@@ -49,8 +54,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.stats:
         print(f"[memory] peak of tensor values counted by the executor: {human_bytes(prog.executor.peak_bytes)}",
               file=sys.stderr)
+        name, nbytes, ntuples = prog.executor.largest_relation
+        if name:
+            print(f"[memory] largest relation: {name}, {ntuples:,} tuples, {human_bytes(nbytes)} (int64 columns)",
+                  file=sys.stderr)
         for s in prog.report.strata:
             extra = f", {s.rounds} rounds, stopped by {s.stopped_by}" if s.kind != "once" else ""
+            extra += f", {s.derived:,} tuples derived" if s.kind.startswith("semi-naive") else ""
             print(f"[stratum] {', '.join(s.tensors)}: {s.kind}{extra}", file=sys.stderr)
     return 0
 
@@ -126,6 +136,56 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loss_name(prog: Program, given: str | None) -> str:
+    if given:
+        return given
+    names = prog.lowered()
+    lhs = {eq.lhs for eq in names.equations}
+    if "Loss" in lhs:
+        return "Loss"
+    from .syntax.diagnostics import TLRuntimeError
+
+    raise TLRuntimeError(f"{prog.file}: no tensor named Loss; say which tensor is the loss",
+                         hint="add --loss NAME (a scalar tensor defined by an equation)")
+
+
+def cmd_grad(args: argparse.Namespace) -> int:
+    prog = _load(args.file, args.backend)
+    prog.seed = args.seed
+    if args.load:
+        prog.load_params(args.load)
+    text = prog.grad_source(_loss_name(prog, args.loss), args.wrt or None)
+    if args.out:
+        _atomic_write(Path(args.out), text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    prog = _load(args.file, args.backend)
+    prog.seed = args.seed
+    if args.load:
+        prog.load_params(args.load)
+    loss = _loss_name(prog, args.loss)
+    options = {}
+    if args.momentum is not None:
+        options["momentum"] = args.momentum
+    if args.weight_decay is not None:
+        options["weight_decay"] = args.weight_decay
+    history = prog.train(loss, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, wrt=args.wrt or None,
+                         progress=not args.quiet, save=args.save, plot=args.plot, options=options)
+    if history:
+        print(f"{loss}: {history[0]:.6g} -> {history[-1]:.6g} after {len(history)} epochs "
+              f"({args.optimizer}, lr {args.lr})")
+    if args.save:
+        print(f"parameters saved to {args.save}")
+    if args.plot:
+        print(f"loss curve drawn to {args.plot}")
+    return 0
+
+
 def cmd_repl(args: argparse.Namespace) -> int:
     from .repl import run_repl  # prompt-toolkit is only imported when the REPL starts
 
@@ -153,7 +213,34 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="numpy", help="numpy (default)")
     r.add_argument("--stats", action="store_true", help="print each stratum's evaluation (rounds, stop reason)")
     r.add_argument("--memory-budget", help="refuse to run when the plan's peak memory exceeds this (e.g. 1GB)")
+    r.add_argument("--load", help="run with learned parameters from an .npz file (tl train --save)")
     r.set_defaults(fn=cmd_run)
+    gd = sub.add_parser("grad", help="print the gradient program of a loss as .tl source")
+    gd.add_argument("file")
+    gd.add_argument("--wrt", action="append", help="a tensor to differentiate with respect to (repeatable; "
+                    "default: the parameters)")
+    gd.add_argument("--loss", help="the scalar loss tensor (default: Loss)")
+    gd.add_argument("--load", help="parameter values from an .npz file")
+    gd.add_argument("--out", help="write the program to this file instead of stdout")
+    gd.add_argument("--seed", type=int, default=0)
+    gd.add_argument("--backend", default="numpy")
+    gd.set_defaults(fn=cmd_grad)
+    t = sub.add_parser("train", help="learn a program's parameters by minimising its loss")
+    t.add_argument("file")
+    t.add_argument("--loss", help="the scalar loss tensor (default: Loss)")
+    t.add_argument("--epochs", type=int, default=100)
+    t.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    t.add_argument("--optimizer", default="adam", choices=["sgd", "momentum", "adam", "adamw"])
+    t.add_argument("--momentum", type=float, help="SGD momentum (default 0 for sgd, 0.9 for momentum)")
+    t.add_argument("--weight-decay", type=float, help="L2 penalty (sgd, adam) or decoupled decay (adamw)")
+    t.add_argument("--wrt", action="append", help="train only these tensors (repeatable)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the parameters' initialisation")
+    t.add_argument("--save", help="write the parameters to this .npz after every epoch (atomically)")
+    t.add_argument("--load", help="start from the parameters in this .npz")
+    t.add_argument("--plot", help="draw the loss curve to this file (.png, .svg, .pdf)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--backend", default="numpy")
+    t.set_defaults(fn=cmd_train)
     pl = sub.add_parser("plan", help="print each equation's contraction order, FLOPs, memory and the peak")
     pl.add_argument("file")
     pl.add_argument("--memory-budget", help="check the predicted peak against a budget, e.g. 200MB")

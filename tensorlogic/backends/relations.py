@@ -244,6 +244,8 @@ class Relation:
                 ext = self._ext()
                 if _use_bitmap(ext, self._n):
                     keys = np.flatnonzero(_bitmap(ext, *self._runs)).astype(np.int64, copy=False)
+                elif len(self._runs) > 2:  # many sorted runs: one merge sort (numpy's timsort finds the runs)
+                    keys = np.sort(np.concatenate(self._runs), kind="stable")
                 else:
                     keys = self._runs[0]
                     for run in self._runs[1:]:

@@ -78,6 +78,8 @@ def format_answer(q: QueryIR, value: object, ex: Executor) -> str:
     if isinstance(value, bool):
         return f"{q.text}? {'true' if value else 'false'}"
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 2**53:  # counts print exactly
+            return f"{q.text} = {int(value)}"
         return f"{q.text} = {value:.6g}"
     if q.boolean:
         rows = value or []

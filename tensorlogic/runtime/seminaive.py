@@ -16,11 +16,14 @@ see `runtime/demand.py`).
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..backends.relations import Relation
 from ..ir.graph import Stratum
-from ..ir.nodes import Read, reads
+from ..ir.nodes import IVar, Read, reads
 
 if TYPE_CHECKING:
     from .executor import Executor
@@ -55,6 +58,11 @@ def semi_naive(ex: Executor, st: Stratum, bind: dict[int, dict] | None = None) -
     for t in st.tensors:
         full[t] = full[t].union(delta[t])
     rounds = 1 if any(len(d) for d in delta.values()) else 0
+    chains = chain_rules(ex, st, full, outside, bind) if rounds else None
+    if chains is not None:
+        t = st.tensors[0]
+        full[t], rounds, more = chain_fixpoint(t, chains, full[t], delta[t], rounds, ex.debug)
+        return full, rounds, derived + more
     while True:
         if ex.debug:
             sizes = ", ".join(f"{t}: +{len(delta[t])}" for t in st.tensors)
@@ -80,3 +88,251 @@ def semi_naive(ex: Executor, st: Stratum, bind: dict[int, dict] | None = None) -
         for t in st.tensors:
             full[t] = full[t].union(delta[t])
     return full, rounds, derived
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Chain rules: rounds as index expansions over a membership bitmap
+# ----------------------------------------------------------------------------------------------------------
+
+# Known facts of a chain stratum are a bitmap of the relation's key space: one byte per cell up to
+# _BYTE_BITMAP_MAX cells, one bit per cell up to _BIT_BITMAP_MAX cells (beyond: the general path).
+_BYTE_BITMAP_MAX = 1 << 20
+_BIT_BITMAP_MAX = 1 << 31
+# A round with more new facts than this runs as scipy sparse products instead of index expansions.
+_PRODUCT_ROUND = 1 << 17
+
+
+@dataclass
+class _Chain:
+    """A linear rule `R(v0, vk) <- A1(v0, v1), ..., Ak(v(k-1), vk)` whose atoms form a path from the head's
+    first variable to its second, one of them reading R, the others relations computed earlier. A round
+    extends each new pair (v(i), v(i+1)) of R to the right through A(i+2), ... and to the left through A(i),
+    ..., each step an index expansion through a CSR index (indptr, indices) of the atom."""
+
+    right: list[tuple[np.ndarray, np.ndarray]]  # CSR of A(i+2), ... by their left variable
+    left: list[tuple[np.ndarray, np.ndarray]]  # CSR of A(i), A(i-1), ... by their right variable
+    flip: bool  # the recursive atom reads R(v(i+1), v(i))
+    sizes: list[int]  # extent of each path variable v0..vk
+    mats: list  # scipy CSR matrix of each atom along the path (None for the recursive one), for large rounds
+
+
+def _csr_index(r: np.ndarray, c: np.ndarray, nrow: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(r, kind="stable")
+    indptr = np.zeros(nrow + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=nrow), out=indptr[1:])
+    return indptr, c[order]
+
+
+def chain_rules(ex: Executor, st: Stratum, full: dict[str, Relation], outside: dict[str, Relation],
+                bind: dict) -> list[_Chain] | None:
+    """The stratum's recursive rules as chains (see `_Chain`), or None when the fast path does not apply: one
+    binary relation R whose every recursive rule is a chain, no bindings, and a key space small enough for
+    a membership bitmap."""
+    if len(st.tensors) != 1 or bind:
+        return None
+    name = st.tensors[0]
+    shape = full[name].shape
+    if len(shape) != 2 or not 0 < shape[0] * shape[1] <= _BIT_BITMAP_MAX:
+        return None
+    chains = []
+    for e in st.equations:
+        form = ex.forms[e.id]
+        if not any(a.tensor == name for a in form.atoms):
+            continue  # a base rule: evaluated once, in round 1
+        if form.compares or form.negated or sum(a.tensor == name for a in form.atoms) != 1:
+            return None
+        head = [p.expr for p in e.lhs_pos]
+        if not all(isinstance(h, IVar) for h in head) or head[0] == head[1]:
+            return None
+        edges = []
+        for a in form.atoms:
+            vs = [p.expr for p in a.pos]
+            if len(vs) != 2 or not all(isinstance(v, IVar) for v in vs) or vs[0] == vs[1]:
+                return None
+            edges.append((vs[0].name, vs[1].name, a))
+        cur, left, path, sizes, rec, flip = head[0].name, list(edges), [], [shape[0]], -1, False
+        while left:
+            nxt = [t for t in left if cur in t[:2]]
+            if len(nxt) != 1:
+                return None
+            s, d, a = nxt[0]
+            left.remove(nxt[0])
+            forward = s == cur
+            other = d if forward else s
+            rel = full[name] if a.tensor == name else outside[a.tensor]
+            n_cur, n_other = (rel.shape[0], rel.shape[1]) if forward else (rel.shape[1], rel.shape[0])
+            if n_cur != sizes[-1]:
+                return None
+            sizes.append(n_other)
+            if a.tensor == name:
+                rec, flip = len(path), not forward
+                path.append(None)
+            else:
+                c = rel.cols
+                path.append((c[:, 0], c[:, 1]) if forward else (c[:, 1], c[:, 0]))
+            cur = other
+        if cur != head[1].name or sizes[-1] != shape[1]:
+            return None
+        right = [_csr_index(*path[i], sizes[i]) for i in range(rec + 1, len(path))]
+        lefts = [_csr_index(path[i][1], path[i][0], sizes[i + 1]) for i in range(rec - 1, -1, -1)]
+        mats = [None if p is None else _csr_matrix(p[0], p[1], sizes[i], sizes[i + 1]) for i, p in enumerate(path)]
+        chains.append(_Chain(right, lefts, flip, sizes, mats))
+    return chains
+
+
+def _csr_matrix(r: np.ndarray, c: np.ndarray, nrow: int, ncol: int, indptr: np.ndarray | None = None):
+    """0/1 float32 CSR matrix with entries (r[i], c[i]) (distinct; `indptr` given: r is sorted, and c is
+    already in row order)."""
+    import scipy.sparse as sp
+
+    if indptr is None:
+        order = np.argsort(r, kind="stable")
+        c = c[order]
+        indptr = np.zeros(nrow + 1, dtype=np.int64)
+        np.cumsum(np.bincount(r, minlength=nrow), out=indptr[1:])
+    idx = np.int32 if max(nrow, ncol, c.shape[0]) < 2**31 - 1 else np.int64
+    return sp.csr_matrix((np.ones(c.shape[0], dtype=np.float32), c.astype(idx), indptr.astype(idx)),
+                         shape=(nrow, ncol))
+
+
+def _product_round(chains: list[_Chain], d0: np.ndarray, d1: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Candidate keys of a large round by sparse matrix products A1 @ ... @ delta @ ... @ Ak (scipy: each
+    row's entries are distinct, so no sort is needed; keys come out grouped by row, unsorted within)."""
+    n0, n1 = shape
+    out = []
+    for ch in chains:
+        rec = ch.mats.index(None)
+        a, b = (d1, d0) if ch.flip else (d0, d1)
+        m = _csr_matrix(a, b, ch.sizes[rec], ch.sizes[rec + 1])
+        for x in ch.mats[rec + 1:]:
+            m = m @ x
+        for x in ch.mats[:rec][::-1]:
+            m = x @ m
+        rows = np.repeat(np.arange(n0, dtype=np.int64), np.diff(m.indptr))
+        rows *= n1
+        rows += m.indices
+        out.append(rows)
+    return out[0] if len(out) == 1 else np.concatenate(out)
+
+
+def _expand(by: np.ndarray, other: np.ndarray, index: tuple[np.ndarray, np.ndarray]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (other[i], t) for every t that the CSR `index` lists under by[i]."""
+    indptr, indices = index
+    start = indptr[by]
+    cnt = indptr[by + 1] - start
+    total = int(cnt.sum())
+    ends = np.cumsum(cnt)
+    pos = np.repeat(start - ends + cnt, cnt)
+    pos += np.arange(total, dtype=np.int64)
+    return np.repeat(other, cnt), indices[pos]
+
+
+def _unique(keys: np.ndarray) -> np.ndarray:
+    keys = np.sort(keys)
+    if keys.shape[0] > 1:
+        keep = np.empty(keys.shape[0], dtype=bool)
+        keep[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+        keys = keys[keep]
+    return keys
+
+
+class _Bits:
+    """Membership bitmap of keys in [0, ext): a byte per key when ext is small enough, else a bit."""
+
+    def __init__(self, ext: int, keys: np.ndarray) -> None:
+        self.packed = ext > _BYTE_BITMAP_MAX
+        self.bits = np.zeros((ext + 7) // 8 if self.packed else ext, dtype=np.uint8 if self.packed else bool)
+        self.add(keys)
+
+    def test(self, keys: np.ndarray) -> np.ndarray:
+        if not self.packed:
+            return self.bits[keys]
+        return ((self.bits[keys >> 3] >> (keys & 7).astype(np.uint8)) & 1).astype(bool)
+
+    def unpack(self) -> None:
+        """Switch to a byte per key."""
+        if self.packed:
+            self.bits = np.unpackbits(self.bits, bitorder="little").view(bool)
+            self.packed = False
+
+    def keys(self) -> np.ndarray:
+        """The keys set, in order (a scan)."""
+        if not self.packed:
+            return np.flatnonzero(self.bits)
+        return np.flatnonzero(np.unpackbits(self.bits, bitorder="little")).astype(np.int64, copy=False)
+
+    def add(self, keys: np.ndarray) -> None:
+        """Set the given distinct keys (sorted, when the bitmap is packed)."""
+        if not self.packed:
+            self.bits[keys] = True
+            return
+        if keys.shape[0] == 0:
+            return
+        byte = keys >> 3
+        val = np.left_shift(1, keys & 7).astype(np.uint8)
+        starts = np.flatnonzero(np.concatenate(([True], byte[1:] != byte[:-1])))
+        self.bits[byte[starts]] |= np.bitwise_or.reduceat(val, starts)
+
+
+def chain_fixpoint(name: str, chains: list[_Chain], full: Relation, delta: Relation, rounds: int,
+                   debug: bool) -> tuple[Relation, int, int]:
+    """Continue the fixpoint from `delta` (new in the last round) with chain rules: (full relation, rounds,
+    derived tuples). Known facts are a bitmap of the key space (a gather per candidate, a scatter per new
+    fact); each round's new keys are one sorted run, and the final relation keeps the runs (merged when
+    first needed)."""
+    n0, n1 = full.shape
+    runs = [full._get_keys()]
+    bits = _Bits(n0 * n1, runs[0])
+    k = delta._get_keys()
+    derived = 0
+    sorted_runs = True
+    while k.shape[0]:
+        d0, d1 = np.divmod(k, n1)
+        if k.shape[0] > _PRODUCT_ROUND:
+            key = _product_round(chains, d0, d1, (n0, n1))
+            derived += key.shape[0]
+            bits.unpack()  # unsorted keys: a byte per key, so that setting them needs no grouping
+            k = key[~bits.test(key)]
+            if len(chains) > 1:
+                k = _unique(k)
+            else:
+                sorted_runs = False
+            if k.shape[0] == 0:
+                break
+            bits.add(k)
+            runs.append(k)
+            rounds += 1
+            if debug:
+                print(f"[fixpoint] round {rounds}: {name}: +{k.shape[0]} (sparse product)", file=sys.stderr)
+            continue
+        cand = []
+        for ch in chains:
+            a, b = (d1, d0) if ch.flip else (d0, d1)
+            steps = [(False, ix) for ix in ch.right] + [(True, ix) for ix in ch.left]
+            for j, (is_left, ix) in enumerate(steps):
+                if is_left:
+                    b, a = _expand(a, b, ix)
+                else:
+                    a, b = _expand(b, a, ix)
+                if j < len(steps) - 1 and a.shape[0] > 1:  # dedup intermediate pairs
+                    nb = int(b.max()) + 1
+                    a, b = np.divmod(_unique(a * nb + b), nb)
+            key = a * n1
+            key += b
+            cand.append(key)
+        key = cand[0] if len(cand) == 1 else np.concatenate(cand)
+        derived += key.shape[0]
+        k = _unique(key[~bits.test(key)])
+        if k.shape[0] == 0:
+            break
+        bits.add(k)
+        runs.append(k)
+        rounds += 1
+        if debug:
+            print(f"[fixpoint] round {rounds}: {name}: +{k.shape[0]}", file=sys.stderr)
+    total = sum(int(r.shape[0]) for r in runs)
+    if n0 * n1 <= 64 * total or not sorted_runs:  # a scan of the bitmap gives the keys in order
+        return Relation._make(full.shape, keys=bits.keys()), rounds, derived
+    return Relation._make(full.shape, runs=tuple(runs)), rounds, derived
