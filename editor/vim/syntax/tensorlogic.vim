@@ -47,13 +47,13 @@ syn match tlIndexOp      contained "[-+/%]"
 syn cluster tlIndex contains=tlIndexVar,tlSymbol,tlInteger,tlString,tlVirtual,tlNormalize,tlSlice,tlIndexOp,tlIndexGroup,tlComment,tlContinuation
 
 " Declarations at the start of a statement.
-syn match tlDeclare      "\%(\%(^\|;\)\s*\)\@<=\%(tensor\|index\|domain\|set\)\>\ze\s\+\a"
-syn match tlImport       "\%(\%(^\|;\)\s*\)\@<=import\>"
-syn match tlModule       "\%(\%(^\|;\)\s*import\s\+\)\@<=[A-Za-z_][A-Za-z0-9_.]*"
-syn match tlModifier     "\%(\%(^\|;\)\s*tensor\>.*\)\@<=\<\%(const\|learnable\|sparse\|dense\|bool\|real\)\>"
-syn match tlDomainName   "\%(\%(^\|;\)\s*domain\s\+\)\@<=\u\w*'*"
-syn match tlDomainSymbol "\%(\%(^\|;\)\s*domain\s\+\u\w*'*\s*:[^;#]*\)\@<=\<\a\w*'*"
-syn match tlSetting      "\%(\%(^\|;\)\s*set\s\+\)\@<=[a-z_]\w*"
+syn match tlDeclare      "\%(\%(^\|[;.]\)\s*\)\@<=\%(tensor\|index\|domain\|set\)\>\ze\s\+\a"
+syn match tlImport       "\%(\%(^\|[;.]\)\s*\)\@<=import\>"
+syn match tlModule       "\%(\%(^\|[;.]\)\s*import\s\+\)\@<=[A-Za-z_][A-Za-z0-9_.]*"
+syn match tlModifier     "\%(\%(^\|[;.]\)\s*tensor\>.*\)\@<=\<\%(const\|learnable\|sparse\|dense\|bool\|real\)\>"
+syn match tlDomainName   "\%(\%(^\|[;.]\)\s*domain\s\+\)\@<=\u\w*'*"
+syn match tlDomainSymbol "\%(\%(^\|[;.]\)\s*domain\s\+\u\w*'*\s*:[^;#]*\)\@<=\<\a\w*'*"
+syn match tlSetting      "\%(\%(^\|[;.]\)\s*set\s\+\)\@<=[a-z_]\w*"
 
 syn region tlString      start=+"+ skip=+\\.+ end=+"+ end=+$+ contains=tlEscape
 syn match tlEscape       contained "\\."
@@ -94,6 +94,8 @@ hi def link tlSlice        Delimiter
 hi def link tlBracket      Delimiter
 hi def link tlTerminator   Delimiter
 hi def link tlContinuation Special
+
+syn sync minlines=100
 
 let b:current_syntax = 'tensorlogic'
 let &cpo = s:cpo_save
