@@ -177,3 +177,20 @@ async def test_bad_input_never_stops_the_server(client: LanguageClient):
         assert all(d.range.start.line >= 0 and d.range.start.character >= 0 for d in diags)
     uri, diags = await _open(client, "X = [1, 2]\nX?\n")  # still serving
     assert diags == [] and "shape: 2" in await _hover(client, uri, 0, 0)
+
+
+async def test_save_rereads_data_files(client: LanguageClient, tmp_path: Path):
+    uri, diags = await _open(client, 'W = "w.npy"\nW?\n', _uri(tmp_path, "save.tl"))
+    assert [d.range.start.line for d in diags if "cannot read 'w.npy'" in d.message] == [0]
+    np.save(tmp_path / "w.npy", np.ones((2, 5)))
+    client.diagnostics.pop(uri, None)
+    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    assert await _diagnostics(client, uri) == []
+    assert "shape: 2 × 5" in await _hover(client, uri, 0, 0)
+
+
+async def test_unsaved_buffer(client: LanguageClient):
+    uri, diags = await _open(client, "Edge(A, B). Edge(B, C).\nimport logic\nClosure(A, x)?\n", "untitled:Untitled-1")
+    assert diags == []
+    text = await _hover(client, uri, 2, 0)  # a relation the imported module defines
+    assert "bool" in text and "computed" in text
