@@ -238,6 +238,7 @@ def test_reset_undo_source_backend_help(family):
     assert family.execute(":source").output == "".join(line + "\n" for line in FAMILY_LINES)
     assert "Ancestor(x, z)" in family.execute(":undo").output
     assert "Ancestor(x, z)" not in family.source
+    assert "Ancestor" in family.execute(":source").output
     assert family.execute(":backend").output == "backend: numpy\n"
     reply = family.execute(":backend nosuch")
     assert reply.error and "unknown backend 'nosuch'" in reply.output
@@ -249,6 +250,35 @@ def test_reset_undo_source_backend_help(family):
     assert family.execute(":frobnicate").error
     assert family.execute(":reset").output.startswith("session cleared")
     assert family.source == "" and family.execute("Parent(x, y)?").error
+
+
+def test_drop_redefines_a_tensor(tmp_path, capsys):
+    s = Session(base_dir=tmp_path)
+    s.execute("W = [1, 2]\nV = [5, 6]")
+    s.execute("Y[i] = W[i] V[i]\nY?")
+    s.execute("W = [10, 20]")  # same left side: added to the first, as in a program file
+    assert s.program["W"].tolist() == [11, 22]
+    reply = s.execute(":drop V")
+    assert reply.error and "cannot drop V" in reply.output and "undefined tensor 'V'" in reply.output
+    assert s.execute(":drop Y").output == "dropped 2 statements that define or query Y\n"
+    assert s.execute(":drop W").output == "dropped 2 statements that define or query W\n"
+    s.execute("W = [3, 4]\nY[i] = W[i] V[i]\nY?")
+    assert s.execute(":drop Nope").error
+    s.execute(":save p.tl")
+    capsys.readouterr()
+    assert tl_main(["run", "--json", str(tmp_path / "p.tl")]) == 0
+    assert json.loads(capsys.readouterr().out) == {"query": "Y", "value": [15.0, 24.0]}
+
+
+def test_interrupt_during_an_entry_keeps_the_session(family):
+    def boom(x):
+        raise KeyboardInterrupt
+
+    family.functions["boom"] = boom
+    out = drive(family, typed("W = [1, 2]", "Y[i] = boom(W[i])", "Y?", "Ancestor(x, Eve)?"))
+    assert "interrupted" in out
+    assert table_rows(out, "Ancestor(x, Eve)") == _ancestors("Eve")
+    assert "Y?" not in family.source and "W = [1, 2]" in family.source
 
 
 def test_save_then_tl_run_gives_the_same_answers(tmp_path, capsys):
@@ -315,7 +345,7 @@ def test_plain_reader_and_cli(tmp_path):
     assert run_plain(s, io.StringIO(lines), out, err) == 1
     assert table_rows(out.getvalue(), "Ancestor(x, Eve)") == _ancestors("Eve")
     assert "<repl>:1:11: error" in err.getvalue()
-    proc = subprocess.run([sys.executable, "-m", "tensorlogic.cli", "repl"], input="\n".join(FAMILY_LINES)
+    proc = subprocess.run([sys.executable, "-m", "tensorlogic.cli"], input="\n".join(FAMILY_LINES)
                           + "\nAncestor(Alice, x)?\n", capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert table_rows(proc.stdout, "Ancestor(Alice, x)") == _descendants("Alice")

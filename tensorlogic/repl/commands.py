@@ -127,6 +127,20 @@ def cmd_graph(session: Session, arg: str) -> Reply:
     return Reply(f"wrote {_unquote(arg)}\n")
 
 
+def cmd_drop(session: Session, arg: str) -> Reply:
+    name = arg.strip()
+    if not name:
+        return _error(f"usage: {COMMANDS['drop'].usage}")
+    try:
+        n = session.drop(name)
+    except TLError as e:
+        return Reply(f"error: cannot drop {name}: the rest of the session still needs it\n{e.render()}\n",
+                     error=True)
+    if not n:
+        return _error(f"no statement of the session defines '{name}'")
+    return Reply(f"dropped {n} statement{'s' if n != 1 else ''} that define or query {name}\n")
+
+
 def cmd_reset(session: Session, arg: str) -> Reply:
     n = len(session.entries)
     session.reset()
@@ -184,6 +198,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             cmd_graph, "file"),
     Command("source", ":source", "the session's statements, as :save writes them", cmd_source),
     Command("undo", ":undo", "drop the last entry", cmd_undo),
+    Command("drop", ":drop NAME", "remove the statements that define NAME (and queries of it), to define it anew",
+            cmd_drop, "tensor"),
     Command("reset", ":reset", "start again with an empty program", cmd_reset),
     Command("backend", ":backend [NAME]", "show or switch the backend (numpy)", cmd_backend, "backend"),
     Command("save", ":save FILE", "write the session as a program that `tl run FILE` runs", cmd_save, "file"),

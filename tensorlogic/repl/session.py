@@ -121,6 +121,25 @@ class Session:
             raise
         return last
 
+    def drop(self, name: str) -> int:
+        """Remove every statement that defines `name` (equations, rules, facts, data, its declaration), and the
+        queries and file writes that read it, from the session; returns how many. Raises TLError, changing
+        nothing, when the rest no longer analyses (another tensor still needs it)."""
+        entries: list[Entry] = []
+        count = 0
+        for e in self.entries:
+            text_spans = [st.span for st in parse(e.text, SESSION_FILE).statements if defined_name(st) == name
+                          or isinstance(st, ast.Query | ast.FileWrite) and name in _tensors_read(st)]
+            def_spans = [st.span for st in parse(e.defs, SESSION_FILE).statements if defined_name(st) == name]
+            count += len(text_spans)
+            text = tidy(blank(e.text, text_spans)) if text_spans else e.text
+            if text.strip():
+                entries.append(Entry(text, tidy(blank(e.defs, def_spans)) if def_spans else e.defs))
+        if count:
+            prog = self.build("".join(e.defs for e in entries))
+            self.entries, self.program = entries, prog
+        return count
+
     def set_backend(self, name: str) -> None:
         """Switch the backend; the program is rebuilt on it (raises TLError for an unknown backend)."""
         get_backend(name)
@@ -208,6 +227,34 @@ class Session:
         if not reply.error:
             reply.add(f"loaded {path}")
         return reply
+
+
+def defined_name(st: ast.Statement) -> str | None:
+    """The tensor a statement defines (gives data, an equation, a rule or a declaration for), if any."""
+    if isinstance(st, ast.Equation | ast.Literal | ast.FileRead):
+        return st.lhs.name
+    if isinstance(st, ast.Rule):
+        return st.head.name
+    if isinstance(st, ast.Fact):
+        return st.atom.name
+    if isinstance(st, ast.TensorDecl):
+        return st.name
+    return None
+
+
+def _tensors_read(node: object) -> set[str]:
+    """Names of the tensors an AST node refers to."""
+    out: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, list | tuple):
+            stack.extend(n)
+        elif dataclasses.is_dataclass(n) and not isinstance(n, type):
+            if isinstance(n, ast.Ref):
+                out.add(n.name)
+            stack.extend(getattr(n, f.name) for f in dataclasses.fields(n) if f.name != "span")
+    return out
 
 
 def execute_safely(session: Session, text: str) -> Reply:
