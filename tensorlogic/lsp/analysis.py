@@ -12,8 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..syntax.diagnostics import Diagnostic, Span, TLError, source_lines
+
+if TYPE_CHECKING:
+    from ..analysis.program import Analyzed
 
 # A word as the language spells it: a name with optional primes (p', M'').
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*'*")
@@ -51,7 +55,7 @@ class CheckResult:
     """A document's problems, and its analysed program when there were none."""
 
     problems: list[Problem]
-    analyzed: object | None = None  # tensorlogic.analysis.program.Analyzed
+    analyzed: Analyzed | None = None
     file: str = "<untitled>"
 
 
@@ -173,7 +177,7 @@ def _in_string(text: str, col: int) -> bool:
     return in_str
 
 
-def describe_tensor(analyzed, name: str) -> str | None:
+def describe_tensor(analyzed: Analyzed, name: str) -> str | None:
     """Markdown for a tensor: type (bool/real), role, shape and domains, as `tl show` reports them."""
     t = analyzed.tensors.get(name)
     if t is None:
@@ -238,7 +242,7 @@ def hover(result: CheckResult, source: str, line: int, col: int, stale: bool = F
     return (doc, start, end) if doc else None
 
 
-def _describe_symbol(analyzed, word: str) -> str | None:
+def _describe_symbol(analyzed: Analyzed, word: str) -> str | None:
     doms = [(name, d.lookup(word)) for name, d in sorted(analyzed.domains.items())
             if d.symbolic and d.lookup(word) is not None]
     if not doms:
@@ -246,7 +250,7 @@ def _describe_symbol(analyzed, word: str) -> str | None:
     return f"**{word}**: symbol of " + ", ".join(f"domain {name} (position {i})" for name, i in doms)
 
 
-def _describe_index(analyzed, file: str, var: str, line: int) -> str | None:
+def _describe_index(analyzed: Analyzed, file: str, var: str, line: int) -> str | None:
     """An index variable's range in the equation or query on this line (0-based)."""
     for eq in analyzed.equations:
         span = eq.span
