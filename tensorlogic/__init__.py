@@ -14,7 +14,7 @@ __all__ = ["Program", "load", "Answer", "parse", "TLError", "TLSyntaxError", "TL
 __version__ = "0.1.0"
 
 
-def load_ipython_extension(ipython) -> None:
+def load_ipython_extension(ipython: object) -> None:
     """`%load_ext tensorlogic`: the `%%tl` cell magic (see tensorlogic.repl.magic)."""
     from .repl.magic import load_ipython_extension as _load
 
