@@ -6,7 +6,6 @@ parsed statements, imported modules included) plus the built-in functions and th
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from ..syntax import ast
 from ..syntax.highlight import DECLARATION_KEYWORDS, MODIFIERS
 from ..syntax.imports import stdlib_modules
 from .session import Session
+from .text import walk
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*'*$")
 BACKENDS = ("numpy", "torch")
@@ -35,18 +35,6 @@ class Names:
     domains: set[str] = field(default_factory=set)
 
 
-def _walk(node: object) -> Iterable[object]:
-    """Every AST node under `node` (dataclasses, tuples and lists)."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, list | tuple):
-            stack.extend(n)
-        elif dataclasses.is_dataclass(n) and not isinstance(n, type):
-            yield n
-            stack.extend(getattr(n, f.name) for f in dataclasses.fields(n) if f.name != "span")
-
-
 def session_names(session: Session) -> Names:
     """The names to complete in this session."""
     names = Names(functions=set(BUILTINS) | set(session.functions))
@@ -60,7 +48,7 @@ def session_names(session: Session) -> Names:
         names.tensors[name] = kind
     for dom in a.domains.values():
         names.symbols.update(s for s in (dom.symbols or []) if re.fullmatch(r"[A-Za-z_]\w*'*", s))
-    for node in _walk(prog.ast.statements):
+    for node in walk(prog.ast.statements):
         if isinstance(node, ast.Ref):
             names.tensors.setdefault(node.name, "tensor")
         elif isinstance(node, ast.IxVar | ast.VarValue):

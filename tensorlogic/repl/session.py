@@ -25,7 +25,7 @@ from ..runtime.queries import answer, format_answer
 from ..syntax import ast
 from ..syntax.diagnostics import Diagnostic, Span, TLError, source_lines
 from ..syntax.parser import parse
-from .text import blank, rebase_paths, tidy
+from .text import blank, rebase_paths, tidy, walk
 
 SESSION_FILE = "<session>"
 ENTRY_FILE = "<repl>"
@@ -198,6 +198,9 @@ class Session:
             except TLError as e:
                 reply.add(relocate(e, offset, file, src).render(), error=True)
                 failed.append(q.span)
+            except BaseException:  # Ctrl-C or a bug while computing: never keep half-computed values
+                prog._executor = None
+                raise
         for w in (prog.report.warnings if prog._executor is not None else []):
             if w not in self._warned:
                 self._warned.add(w)
@@ -244,17 +247,7 @@ def defined_name(st: ast.Statement) -> str | None:
 
 def _tensors_read(node: object) -> set[str]:
     """Names of the tensors an AST node refers to."""
-    out: set[str] = set()
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, list | tuple):
-            stack.extend(n)
-        elif dataclasses.is_dataclass(n) and not isinstance(n, type):
-            if isinstance(n, ast.Ref):
-                out.add(n.name)
-            stack.extend(getattr(n, f.name) for f in dataclasses.fields(n) if f.name != "span")
-    return out
+    return {n.name for n in walk(node) if isinstance(n, ast.Ref)}
 
 
 def execute_safely(session: Session, text: str) -> Reply:

@@ -6,12 +6,26 @@ tensor logic itself beyond counting brackets outside strings and comments.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..syntax import ast
 from ..syntax.diagnostics import Span, source_lines
+
+
+def walk(node: object) -> Iterator[object]:
+    """Every AST node under `node` (the `ast` dataclasses, through tuples and lists), `node` included."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, list | tuple):
+            stack.extend(n)
+        elif dataclasses.is_dataclass(n) and not isinstance(n, type):
+            yield n
+            stack.extend(getattr(n, f.name) for f in dataclasses.fields(n) if f.name != "span")
 
 
 def open_brackets(text: str) -> int:
