@@ -165,6 +165,17 @@ def test_failed_analysis_is_rolled_back(family):
     assert family.execute("Ancestor(Alice, x)?").output.count("\n") == 3 + len(_descendants("Alice"))
 
 
+def test_import_needs_its_inputs_in_the_same_entry():
+    s = Session()
+    reply = s.execute("import logic")
+    assert reply.error and "undefined tensor 'Edge'" in reply.output and "define Edge first" in reply.output
+    edges = [("A", "B"), ("B", "C"), ("C", "D")]
+    assert not s.execute("import logic; " + "; ".join(f"Edge({a}, {b})" for a, b in edges)).error
+    s.execute("Closure(B, x)?")
+    reach = nx.descendants(nx.DiGraph(edges), "B")
+    assert s.answers[0].value == sorted([y] for y in reach)
+
+
 def test_multiline_entry_while_brackets_are_open():
     s = Session()
     out = drive(s, typed("W = [1.5,", "2,", "-3]", "V[i] = W[i] \\", "  * 2", "V?"))

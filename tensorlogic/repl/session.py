@@ -14,6 +14,7 @@ non-terminal input and the IPython magic (`magic.py`) all call `Session.execute`
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +185,7 @@ class Session:
                 prog = self.build(self.definitions + with_writes)
             except TLError as e:
                 reply.add(relocate(e, offset, file, src).render(), error=True)
+                reply.add(_undefined_note(e), error=True)
                 return reply
         failed: list[Span] = []
         if writes:
@@ -230,6 +232,16 @@ class Session:
         if not reply.error:
             reply.add(f"loaded {path}")
         return reply
+
+
+def _undefined_note(err: TLError) -> str:
+    """A note for an entry rejected only because it uses tensors that are not defined yet."""
+    names = [re.match(r"undefined tensor '([^']+)'", d.message) for d in err.diagnostics]
+    if not names or not all(names):
+        return ""
+    missing = ", ".join(dict.fromkeys(m.group(1) for m in names))
+    return (f"  note: the entry was not kept: each entry must analyse with what the session defines so far; "
+            f"define {missing} first, or in the same entry (statements separated by ';')")
 
 
 def defined_name(st: ast.Statement) -> str | None:
