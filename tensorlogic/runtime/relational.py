@@ -151,7 +151,26 @@ def count_form(eq: Equation, is_boolean: Callable[[str], bool]) -> RelationalFor
         return None
     if not all(isinstance(p.expr, IVar) and not p.virtual for p in eq.lhs_pos):
         return None
-    form = relational_form(replace(eq, boolean=True), is_boolean)
+    def flat(n: Node) -> list[Node] | None:  # sums of products of 0/1 reads: where each sum sits is moot
+        if isinstance(n, Reduce):
+            return flat(n.operand)
+        if isinstance(n, Join):
+            if any(n.divides):
+                return None
+            out = []
+            for f in n.factors:
+                got = flat(f)
+                if got is None:
+                    return None
+                out += got
+            return out
+        return [n]
+
+    factors = flat(eq.rhs)
+    if factors is None:
+        return None
+    rhs = factors[0] if len(factors) == 1 else Join(factors, [False] * len(factors))
+    form = relational_form(replace(eq, boolean=True, rhs=rhs), is_boolean)
     if form is None or form.negated:
         return None
     return RelationalForm(eq, form.atoms, form.compares, form.negated)
