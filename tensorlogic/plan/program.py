@@ -139,6 +139,8 @@ class ProgramPlan:
     last_use: dict[str, int] = field(default_factory=dict)  # tensor -> index of the last stratum reading it
     keep: set[str] = field(default_factory=set)  # queried or written: never freed
     memory_budget: int | None = None
+    # relations held as int64 tuple columns: name -> (tuples, exact?, arity) (data: exact; rules: a bound)
+    relations: dict[str, tuple[int, bool, int]] = field(default_factory=dict)
 
     @property
     def peak_bytes(self) -> int:
@@ -254,7 +256,27 @@ def plan_program(prog, relational: dict[int, bool], needed: set[str] | None = No
                 live += nbytes
         transient = max([e.largest_intermediate * BYTES_PER_ELEMENT for e in eqs if e.kind == "dense"] + [0])
         plans.append(StratumPlan(st.tensors, _kind(st, relational, prog), eqs, live, live + transient))
-    return ProgramPlan(plans, sizes, last_use, keep, memory_budget)
+    relations = _relations(prog, plans)
+    return ProgramPlan(plans, sizes, last_use, keep, memory_budget, relations)
+
+
+def _relations(prog, plans: list[StratumPlan]) -> dict[str, tuple[int, bool, int]]:
+    """Relations the run holds as tuple columns: data relations (exact) and relations computed by relational
+    strata (bounded by the product of their extents; `tl run --stats` reports the measured size)."""
+    from ..analysis.data import TupleSet
+
+    out: dict[str, tuple[int, bool, int]] = {}
+    for name, t in prog.tensors.items():
+        data = prog.data.get(name)
+        if isinstance(data, TupleSet) and data.weights is None and t.sparse is not False and not t.has_equations:
+            out[name] = (len(data.ids), True, len(t.storage_shape))
+    for st in plans:
+        if st.kind == "semi-naive" or (st.kind == "once" and all(e.kind == "relational" for e in st.equations)):
+            for name in st.tensors:
+                if prog.tensors[name].boolean and prog.tensors[name].sparse is not False:
+                    shape = prog.tensors[name].storage_shape
+                    out[name] = (_prod(shape), False, len(shape))
+    return out
 
 
 def parse_bytes(text: str) -> int:
@@ -294,6 +316,12 @@ def render(plan: ProgramPlan) -> str:
     name, nbytes = plan.largest_tensor
     lines.append(f"predicted peak memory: {human_bytes(plan.peak_bytes)}; total flops {plan.flops:,}; "
                  f"largest tensor {name} ({human_bytes(nbytes)})")
+    if plan.relations:  # tuple columns: int64 rows plus one int64 key per tuple (docs/datalog.md)
+        big = max(plan.relations, key=lambda r: plan.relations[r][0])
+        n, exact, arity = plan.relations[big]
+        lines.append(f"largest relation: {big}, {'' if exact else 'at most '}{n:,} tuples "
+                     f"({'' if exact else 'at most '}{human_bytes(n * 8 * (arity + 1))} as int64 columns"
+                     f"{'' if exact else '; tl run --stats measures it'})")
     if plan.memory_budget is not None:
         ok = plan.peak_bytes <= plan.memory_budget
         lines.append(f"memory budget {human_bytes(plan.memory_budget)}: "
