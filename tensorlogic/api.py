@@ -27,7 +27,7 @@ import numpy as np
 from .analysis.program import Analyzed, analyze, analyze_query
 from .backends.numpy_backend import get_backend
 from .ir.lower import Lowered, lower
-from .ir.nodes import QueryIR, reads
+from .ir.nodes import Const, QueryIR, reads
 from .plan.program import ProgramPlan, human_bytes, parse_bytes, plan_program
 from .plan.program import render as render_plan
 from .runtime.executor import Executor, RunReport
@@ -71,6 +71,10 @@ class Program:
         self._signature: tuple | None = None  # the inputs' shapes and kinds the analysis was made for
         self._executor: Executor | None = None
         self.answers: list[Answer] = []
+        self.params: dict[str, np.ndarray] = {}  # learned values, used by run() for tensors not given
+        self.learning = False  # tensors read but never defined become parameters (set by grad and train)
+        self.last_loss: float | None = None
+        self._grad_programs: dict = {}
 
     # ------------------------------------------------------------ stages
     def register_function(self, name: str, fn: Callable[..., np.ndarray]) -> None:
@@ -79,7 +83,18 @@ class Program:
         self._analyzed = None
 
     def lowered(self) -> Lowered:
-        return lower(self.ast, set(self.functions), collect=True)
+        low = lower(self.ast, set(self.functions), collect=True)
+        # a value given for a tensor replaces the program's own data for it (literal, facts or file)
+        low.data = [st for st in low.data
+                    if getattr(st, "lhs", getattr(st, "atom", None)).name not in self._inputs]
+        low.equations = [eq for eq in low.equations  # `W = 0.5` is data too
+                         if not (eq.lhs in self._inputs and not eq.lhs_pos and isinstance(eq.rhs, Const))]
+        if self.learning:
+            from .learn.trainer import parameter_candidates
+
+            _, implicit = parameter_candidates(low, set(self._inputs) | set(self.params))
+            low.decls += [ast.TensorDecl(n, None, None, ("learnable",)) for n in sorted(implicit)]
+        return low
 
     def analyze(self, **inputs: Any) -> Analyzed:
         """Analyse with the given inputs (raises TLAnalysisError listing every error).
@@ -98,8 +113,7 @@ class Program:
         self._inputs = dict(inputs)
         lowered = self.lowered()
         self._analyzed = analyze(lowered, self._inputs, self.base_dir)
-        own_data = {getattr(st, "lhs", getattr(st, "atom", None)).name for st in lowered.data}
-        self._signature = sig if sig is not None and not (own_data & set(inputs)) else None
+        self._signature = sig
         self._executor = None
         return self._analyzed
 
@@ -120,7 +134,7 @@ class Program:
         """Run with these inputs: answer the queries and write the files, computing only what they need
         (backward chaining); a program with neither is forward-chained to the end. Other tensors are computed
         when first read (`prog["Name"]`)."""
-        self.analyze(**inputs)
+        self.analyze(**{**self.params, **inputs})
         ex = self.executor
         if self.memory_budget is not None or "plan" in os.environ.get("TL_DEBUG", ""):
             plan = self.plan(self.memory_budget)
@@ -150,6 +164,51 @@ class Program:
             raise KeyError(f"no tensor '{name}' in the program")
         self.executor.ensure({name})
         return np.array(self.executor.dense(name))
+
+    # ------------------------------------------------------------ learning
+    def grad(self, loss: str, wrt: list[str] | None = None, **values: Any) -> dict[str, np.ndarray]:
+        """The gradient of the scalar `loss` with respect to each tensor in `wrt` (default: the parameters
+        not given in `values`) at `values`, as numpy arrays of the tensors' shapes. The gradient is computed
+        by the gradient program (`grad_source`), run like any other program."""
+        from .learn.trainer import parameters, program_grad
+
+        names = list(wrt) if wrt is not None else parameters(self, set(values))
+        return program_grad(self, loss, names, {**self.params, **values})
+
+    def grad_source(self, loss: str, wrt: list[str] | None = None, **values: Any) -> str:
+        """The gradient program as `.tl` source: the forward statements, `Grad_<loss> = 1`, the gradient
+        equations and a query per gradient (what `tl grad` prints)."""
+        from .autodiff.program import gradient_source
+        from .learn.trainer import parameters
+
+        names = list(wrt) if wrt is not None else parameters(self, set(values))
+        self.learning = True
+        self.analyze(**{**self.params, **values})
+        return gradient_source(self.source, self.ast, self.file, self.analyzed, [loss], names).text
+
+    def train(self, loss: str = "Loss", epochs: int = 100, lr: float = 0.01, optimizer: str = "adam",
+              wrt: list[str] | None = None, progress: bool = False, save: str | Path | None = None,
+              plot: str | Path | None = None, callback: Callable[[int, float], None] | None = None,
+              options: dict[str, float] | None = None, **data: Any) -> list[float]:
+        """Learn the parameters (tensors declared learnable or never defined; or `wrt`) by minimising the
+        scalar `loss` with `optimizer` (sgd, momentum, adam, adamw); returns the loss of each epoch. The
+        learned values stay in `prog.params` and are used by later runs; `save` writes them after every
+        epoch (atomically) and `plot` draws the loss curve."""
+        from .learn.trainer import train
+
+        return train(self, loss, epochs, lr, optimizer, wrt, progress, save, plot, callback, options, data)
+
+    def save_params(self, path: str | Path) -> None:
+        from .learn.trainer import save_params
+
+        save_params(path, self.params)
+
+    def load_params(self, path: str | Path) -> dict[str, np.ndarray]:
+        """Use the parameters in an .npz file (from `tl train --save`) in later runs."""
+        from .learn.trainer import load_params
+
+        self.params.update(load_params(path))
+        return self.params
 
     def tensors(self) -> list[str]:
         return sorted(self.analyzed.tensors)

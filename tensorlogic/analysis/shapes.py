@@ -119,11 +119,6 @@ def infer_ranges(A: _Analyzer) -> None:
                 idx_sizes[v] = d.size
     if A.errors:
         return
-    for eq in A.low.equations:  # constants written on the left are lower bounds
-        for k, p in enumerate(eq.lhs_pos):
-            if isinstance(p.expr, IConst) and k != A.tensors[eq.lhs].virtual_axis:
-                d = dom((eq.lhs, k))
-                lower[d] = max(lower.get(d, 0), p.expr.value + 1)
 
     def occurrences(stmt, lhs_name=None, lhs_pos=()):
         occ = []
@@ -143,6 +138,15 @@ def infer_ranges(A: _Analyzer) -> None:
                 and not A.domains[dom(slot)].symbolic)
 
     slot_ext: dict = {}
+    slot_lower: dict = {}
+    for eq in A.low.equations:  # constants written on the left are lower bounds (of the slot, when computed)
+        for k, p in enumerate(eq.lhs_pos):
+            if isinstance(p.expr, IConst) and k != A.tensors[eq.lhs].virtual_axis:
+                if computed((eq.lhs, k)):
+                    slot_lower[(eq.lhs, k)] = max(slot_lower.get((eq.lhs, k), 0), p.expr.value + 1)
+                    continue
+                d = dom((eq.lhs, k))
+                lower[d] = max(lower.get(d, 0), p.expr.value + 1)
 
     def size_of(slot) -> int | None:
         if slot in slot_ext:
@@ -217,7 +221,7 @@ def infer_ranges(A: _Analyzer) -> None:
                 iv = interval(p.expr, rng)
                 if computed(slot):
                     if iv is not None:
-                        n = max(iv[1] + 1, lower.get(dom(slot), 0), 0)
+                        n = max(iv[1] + 1, lower.get(dom(slot), 0), slot_lower.get(slot, 0), 0)
                         if n > slot_ext.get(slot, -1):
                             if slot in slot_ext:
                                 growing.add(slot)
@@ -237,7 +241,9 @@ def infer_ranges(A: _Analyzer) -> None:
                 f"the size of {t} position {k + 1} keeps growing: each equation for it writes past its end",
                 A.tensors[t].span, f"give its index a range, e.g. `tensor {t}[...]` with sizes or `index v: N`"))
     for slot in list(A.slot_domain):
-        if computed(slot) and slot not in slot_ext and dom(slot) in lower and dom(slot) not in ext:
+        if computed(slot) and slot not in slot_ext and slot in slot_lower and dom(slot) not in ext:
+            slot_ext[slot] = max(slot_lower[slot], lower.get(dom(slot), 0))
+        elif computed(slot) and slot not in slot_ext and dom(slot) in lower and dom(slot) not in ext:
             slot_ext[slot] = lower[dom(slot)]
     for d, lb in lower.items():
         if d not in ext:
@@ -270,6 +276,10 @@ def infer_ranges(A: _Analyzer) -> None:
             A.errors.append(Diagnostic(f"the virtual index '{eq.virtual_var}' has no known range", eq.span,
                                        "it must also index a stored tensor, e.g. U[j,t]"))
         eq.ranges = rng
+        for slot, p, _ in occ:  # a learnable tensor indexed by a declared index (`index i: 4`) takes its size
+            if size_of(slot) is None and isinstance(p.expr, IVar) and rng.get(p.expr.name, (1, 0))[0] == 0 \
+                    and not computed(slot):
+                ext[dom(slot)] = rng[p.expr.name][1]
     for q in A.low.queries:
         if any(r.tensor in A.undefined for r in reads(q.expr)):
             continue

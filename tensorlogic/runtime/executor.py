@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,7 +58,8 @@ class Executor:
         self.functions = functions or {}
         self.computed: set[str] = set()
         self.report = RunReport()
-        self.rng = np.random.default_rng(int(prog.settings.get("seed", seed)))
+        self.seed_value = int(prog.settings.get("seed", seed))
+        self.rng = np.random.default_rng(self.seed_value)
         self.max_iterations = int(prog.settings.get("max_iterations", DEFAULT_MAX_ITERATIONS))
         self.tolerance = float(prog.settings.get("tolerance", DEFAULT_TOLERANCE))
         self.debug = debug if debug is not None else "plan" in os.environ.get("TL_DEBUG", "")
@@ -106,7 +108,10 @@ class Executor:
             return arr
         if t.learnable and not t.has_equations:
             fan_in = shape[-1] if shape else 1
-            return self.rng.normal(0.0, 1.0 / np.sqrt(max(1, fan_in)), size=shape)
+            # one stream per tensor, from the seed and the name: a tensor's initial value does not depend on
+            # the order tensors are first used in (so a gradient program sees the same parameters)
+            rng = np.random.default_rng([self.seed_value, zlib.crc32(name.encode())])
+            return rng.normal(0.0, 1.0 / np.sqrt(max(1, fan_in)), size=shape)
         if t.boolean and t.sparse is not False and len(shape) > 0:
             return Relation.empty(len(shape), shape)
         return np.zeros(shape)

@@ -1,0 +1,646 @@
+"""Reverse-mode autodiff as a transformation of IR equations into gradient equations of the same form.
+
+For an equation `T[lhs] = rhs` and the adjoint `Grad_T` of its left side, the adjoint is pushed down the
+right side's tree: through a product each factor gets the join of the adjoint with the other factors (a
+divisor `/f` gets `-adjoint others / f^2`), through a sum each term gets the adjoint (negated for a minus),
+through a summation nothing changes (the adjoint does not depend on the summed index: it broadcasts).
+At a nonlinearity the adjoint times the derivative is materialised as a new tensor `Adj_T_k` over the
+argument's free indices, so every tensor's gradient is one plain join that the planner orders. At a read
+`R[pos]` the gradient equation `Grad_R[pos] += adjoint` is emitted; the indices of the adjoint that are not
+in `pos` are summed by the ordinary summation rule. A shifted read `R[i-1,k]` thus becomes the shifted write
+`Grad_R[i-1,k] = ...`, and a left-side index function (a scatter `P[x/S,y/S] = F[x,y]`) becomes a gather
+`Grad_P[x/S,y/S]`.
+
+Decisions (docs/learning.md): Boolean heads (rules) pass no gradient; `step` and `sig(x, 0)` take the
+sigmoid's derivative as a surrogate (a straight-through estimator); `max=`/`min=` send the gradient to the
+cells that attain the extremum, shared equally among ties (as `torch.amax`); a recursive group gets the
+adjoint recursion, iterated to its own fixpoint (exact for layered recursion, the implicit-function gradient
+for numeric fixpoints).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..analysis.program import Analyzed
+from ..ir.nodes import (
+    Add,
+    Apply,
+    Compare,
+    Concat,
+    Const,
+    Equation,
+    IBin,
+    IConst,
+    IndexValue,
+    IVar,
+    Join,
+    Neg,
+    Node,
+    Not,
+    Pos,
+    Pow,
+    Read,
+    Reduce,
+    ix_vars,
+    reads,
+)
+from ..syntax.diagnostics import Span, TLAnalysisError, TLError
+
+NONDIFF = (Const, IndexValue, Compare, Not)
+
+
+class TLGradError(TLAnalysisError):
+    """A construct the autodiff stage cannot differentiate (with the equation's location)."""
+
+
+def _fail(msg: str, span: Span | None, hint: str | None = None) -> TLError:
+    from ..syntax.diagnostics import Diagnostic
+
+    return TLGradError([Diagnostic(msg, span, hint)])
+
+
+def free_vars(n: Node) -> list[str]:
+    """Index variables of n that are not summed inside it, in order of first appearance."""
+    if isinstance(n, Read):
+        out: list[str] = []
+        for p in n.pos:
+            for v in ix_vars(p.expr):
+                if v not in out:
+                    out.append(v)
+        return out
+    if isinstance(n, IndexValue):
+        return [n.var]
+    if isinstance(n, Compare):
+        return list(dict.fromkeys(ix_vars(n.left) + ix_vars(n.right)))
+    if isinstance(n, Reduce):
+        return [v for v in free_vars(n.operand) if v not in n.over]
+    if isinstance(n, Concat):
+        return [v for v in free_vars(n.operand) if v not in n.merged] + [n.into]
+    if isinstance(n, Not):
+        return free_vars(n.operand)
+    out = []
+    kids = n.factors if isinstance(n, Join) else n.terms if isinstance(n, Add) else (
+        [n.operand] if isinstance(n, Neg) else [n.base, n.exponent] if isinstance(n, Pow) else
+        list(n.args) if isinstance(n, Apply) else [])
+    for c in kids:
+        for v in free_vars(c):
+            if v not in out:
+                out.append(v)
+    if isinstance(n, Apply) and n.norm_var and n.norm_var not in out:
+        out.append(n.norm_var)
+    return out
+
+
+def _rename_ix(e, m: dict[str, str]):
+    if isinstance(e, IVar):
+        return IVar(m.get(e.name, e.name))
+    if isinstance(e, IBin):
+        return IBin(e.op, _rename_ix(e.left, m), _rename_ix(e.right, m))
+    return e
+
+
+def rename(n: Node, m: dict[str, str]) -> Node:
+    """n with index variables renamed by m (a copy; summed variables inside are renamed too)."""
+    if not m:
+        return n
+    if isinstance(n, Read):
+        return Read(n.tensor, tuple(Pos(_rename_ix(p.expr, m), p.virtual, p.normalized) for p in n.pos),
+                    n.boolean_syntax, n.span)
+    if isinstance(n, IndexValue):
+        return IndexValue(m.get(n.var, n.var), n.span)
+    if isinstance(n, Compare):
+        return Compare(n.op, _rename_ix(n.left, m), _rename_ix(n.right, m))
+    if isinstance(n, Not):
+        return Not(rename(n.operand, m))
+    if isinstance(n, Join):
+        return Join([rename(f, m) for f in n.factors], list(n.divides))
+    if isinstance(n, Add):
+        return Add([rename(t, m) for t in n.terms], list(n.signs))
+    if isinstance(n, Neg):
+        return Neg(rename(n.operand, m))
+    if isinstance(n, Pow):
+        return Pow(rename(n.base, m), rename(n.exponent, m))
+    if isinstance(n, Apply):
+        return Apply(n.func, [rename(a, m) for a in n.args], m.get(n.norm_var, n.norm_var) if n.norm_var else None,
+                     n.span)
+    if isinstance(n, Concat):
+        return Concat(rename(n.operand, m), tuple(m.get(v, v) for v in n.merged), m.get(n.into, n.into), n.span)
+    if isinstance(n, Reduce):
+        return Reduce(tuple(m.get(v, v) for v in n.over), rename(n.operand, m))
+    return n
+
+
+def uniquify(n: Node, taken: set[str], top: bool = True) -> Node:
+    """Give every nested summation its own variable names, so that printing the expression and re-reading it
+    with the summation rule sums each one where the IR does (copies of one sub-expression would share them)."""
+    if isinstance(n, Reduce):
+        if top:
+            return Reduce(n.over, uniquify(n.operand, taken, False))
+        m = {}
+        for v in n.over:
+            k = 1
+            while f"{v}_{k}" in taken:
+                k += 1
+            m[v] = f"{v}_{k}"
+            taken.add(m[v])
+        return Reduce(tuple(m[v] for v in n.over), uniquify(rename(n.operand, m), taken, False))
+    if isinstance(n, Join):
+        return Join([uniquify(f, taken, False) for f in n.factors], list(n.divides))
+    if isinstance(n, Add):
+        return Add([uniquify(t, taken, False) for t in n.terms], list(n.signs))
+    if isinstance(n, Neg):
+        return Neg(uniquify(n.operand, taken, False))
+    if isinstance(n, Pow):
+        return Pow(uniquify(n.base, taken, False), uniquify(n.exponent, taken, False))
+    if isinstance(n, Apply):
+        return Apply(n.func, [uniquify(a, taken, False) for a in n.args], n.norm_var, n.span)
+    if isinstance(n, Concat):
+        return Concat(uniquify(n.operand, taken, False), n.merged, n.into, n.span)
+    return n
+
+
+def _all_vars(n: Node) -> set[str]:
+    from ..ir.nodes import node_vars, walk
+
+    out = set(node_vars(n))
+    for m in walk(n):
+        if isinstance(m, Reduce):
+            out |= set(m.over)
+        if isinstance(m, Concat):
+            out |= set(m.merged)
+    return out
+
+
+def _prod(*fs: Node, divides: list[bool] | None = None) -> Node:
+    factors: list[Node] = []
+    divs: list[bool] = []
+    for k, f in enumerate(fs):
+        d = bool(divides[k]) if divides else False
+        if isinstance(f, Const) and f.value == 1 and not d:
+            continue
+        if isinstance(f, Join) and not d:
+            factors += f.factors
+            divs += f.divides
+        else:
+            factors.append(f)
+            divs.append(d)
+    if not factors:
+        return Const(1.0)
+    if len(factors) == 1 and not divs[0]:
+        return factors[0]
+    return Join(factors, divs)
+
+
+def _neg(x: Node) -> Node:
+    return x.operand if isinstance(x, Neg) else Neg(x)
+
+
+def _one_minus(x: Node) -> Node:
+    return Add([Const(1.0), x], [1, -1])
+
+
+def _sq(x: Node) -> Node:
+    return Pow(x, Const(2.0))
+
+
+def _read(name: str, vs: list[str] | tuple[str, ...]) -> Read:
+    return Read(name, tuple(Pos(IVar(v)) for v in vs))
+
+
+@dataclass
+class GradEquations:
+    """The gradient equations of a program, with the names of the gradient tensors."""
+
+    equations: list[Equation] = field(default_factory=list)
+    grad_of: dict[str, str] = field(default_factory=dict)  # tensor -> its gradient tensor
+    seeds: dict[str, str] = field(default_factory=dict)  # output -> the gradient tensor given as input
+    comments: dict[int, str] = field(default_factory=dict)  # equation index -> a comment line before it
+
+
+class Differentiator:
+    """Builds the gradient equations of `outputs` (whose adjoints are given) with respect to `wrt`."""
+
+    def __init__(self, a: Analyzed, outputs: list[str], wrt: list[str]):
+        self.a = a
+        self.outputs = list(outputs)
+        self.wrt = list(wrt)
+        self.out = GradEquations()
+        self.taken = set(a.tensors)
+        self.by_lhs: dict[str, list[Equation]] = {}
+        for eq in a.equations:
+            self.by_lhs.setdefault(eq.lhs, []).append(eq)
+        self.relevant = self._relevant()
+        self.counter = 0
+
+    # ------------------------------------------------------------ names and relevance
+    def fresh(self, base: str) -> str:
+        name = base
+        k = 1
+        while name in self.taken:
+            k += 1
+            name = f"{base}{k}"
+        self.taken.add(name)
+        return name
+
+    def grad(self, t: str) -> str:
+        if t not in self.out.grad_of:
+            self.out.grad_of[t] = self.fresh(f"Grad_{t}")
+        return self.out.grad_of[t]
+
+    def _relevant(self) -> set[str]:
+        """Tensors on a path from a `wrt` tensor to an output, through numeric (non-Boolean) equations."""
+        for t in self.wrt + self.outputs:
+            if t not in self.a.tensors:
+                raise _fail(f"no tensor '{t}' in the program", None)
+        active = set(self.wrt)
+        changed = True
+        while changed:
+            changed = False
+            for eq in self.a.equations:
+                if eq.boolean or eq.lhs in active:
+                    continue
+                if any(r.tensor in active for r in reads(eq.rhs)):
+                    active.add(eq.lhs)
+                    changed = True
+        needed = set(self.outputs)
+        changed = True
+        while changed:
+            changed = False
+            for eq in self.a.equations:
+                if eq.lhs in needed and not eq.boolean:
+                    for r in reads(eq.rhs):
+                        if r.tensor not in needed:
+                            needed.add(r.tensor)
+                            changed = True
+        return active & needed
+
+    # ------------------------------------------------------------ driver
+    def run(self) -> GradEquations:
+        for o in self.outputs:
+            self.out.seeds[o] = self.grad(o)
+        for eq in self.a.equations:
+            if eq.boolean or eq.lhs not in self.relevant:
+                continue
+            if not any(r.tensor in self.relevant for r in reads(eq.rhs)):
+                continue
+            if any(p.virtual for p in eq.lhs_pos) or any(p.virtual for r in reads(eq.rhs) for p in r.pos
+                                                           if r.tensor in self.relevant):
+                raise _fail(f"cannot differentiate through the virtual index of '{eq.text or eq.lhs}' yet",
+                            eq.span, "write the index as an ordinary one (X[i,t+1] instead of X[i,*t+1]) so "
+                                     "every step is kept for the backward pass")
+            self.eq = eq
+            self.ctx: set[str] = set()
+            self.counter = 0
+            self.differentiate(eq)
+        return self.out
+
+    def differentiate(self, eq: Equation) -> None:
+        g = Read(self.grad(eq.lhs), eq.lhs_pos)
+        rhs = eq.rhs
+        if eq.op == "+":
+            self.prop(rhs, g, root=True)
+            return
+        if eq.op == "avg":
+            # (x)^0 (x)^0 = 1 at every cell of the group, summed at the top: the group's size
+            cnt = self.aux_count(eq, Join([Pow(rhs, Const(0.0)), Pow(rhs, Const(0.0))], [False, False]))
+            self.prop(rhs, _prod(g, Read(cnt, eq.lhs_pos), divides=[False, True]))
+            return
+        # max= / min=: the cells that attain the extremum share the gradient equally
+        fv = free_vars(rhs)
+        ind = self.fresh(f"Arg_{eq.lhs}")
+        t_at = Read(eq.lhs, eq.lhs_pos)
+        diff = Add([rhs, t_at], [1, -1])
+        self.emit(ind, fv, _one_minus(Apply("step", [Apply("abs", [diff])])), f"where {eq.lhs} attains its {eq.op}")
+        cnt = self.fresh(f"Cnt_{eq.lhs}")
+        self.add(Equation(-1, cnt, eq.lhs_pos, "+", _read(ind, fv), False))
+        self.prop(rhs, _prod(g, _read(ind, fv), Read(cnt, eq.lhs_pos), divides=[False, False, True]))
+
+    def aux_count(self, eq: Equation, ones: Node) -> str:
+        name = self.fresh(f"Cnt_{eq.lhs}")
+        self.add(Equation(-1, name, eq.lhs_pos, "+", ones, False))
+        return name
+
+    def emit(self, name: str, vs: list[str], rhs: Node, comment: str | None = None,
+             norm_var: str | None = None) -> None:
+        pos = tuple(Pos(IVar(v), normalized=(v == norm_var)) for v in vs)
+        if comment:
+            self.out.comments[len(self.out.equations)] = comment
+        rhs = _prod(rhs, *self.masks(vs))
+        self.add(Equation(-1, name, pos, "+", rhs, False, norm_var=norm_var))
+
+    def masks(self, vs: list[str]) -> list[Node]:
+        """Factors restricting the forward equation's variables to its ranges where inference would widen
+        them (a materialised adjoint reads only plain positions)."""
+        out: list[Node] = []
+        for v in vs:
+            rng = self.eq.ranges.get(v)
+            if rng is None:
+                continue
+            lo, hi = rng
+            size = self.natural_size(v)
+            if lo > 0:
+                out.append(Apply("step", [Add([IndexValue(v), Const(lo - 0.5)], [1, -1])]))
+            if size is not None and hi < size:
+                out.append(Apply("step", [Add([Const(hi - 0.5), IndexValue(v)], [1, -1])]))
+        return out
+
+    def natural_size(self, v: str) -> int | None:
+        for r in [Read(self.eq.lhs, self.eq.lhs_pos)] + reads(self.eq.rhs):
+            t = self.a.tensors.get(r.tensor)
+            for k, p in enumerate(r.pos):
+                if isinstance(p.expr, IVar) and p.expr.name == v and t is not None and k < len(t.shape):
+                    return t.shape[k]
+        return None
+
+    def add(self, eq: Equation) -> None:
+        """Append a gradient equation, its nested summations given their own variable names."""
+        taken = _all_vars(eq.rhs) | {v for p in eq.lhs_pos for v in ix_vars(p.expr)}
+        eq.rhs = uniquify(eq.rhs, taken)
+        self.out.equations.append(eq)
+
+    def declarable(self, t: str) -> bool:
+        """Whether Grad_t can be declared with t's shape: t is not computed and has no symbolic domain."""
+        info = self.a.tensors[t]
+        return not info.has_equations and info.virtual_axis is None and not any(
+            self.a.domains[d].symbolic for d in info.domains)
+
+    # ------------------------------------------------------------ the adjoint pushed down the tree
+    def active(self, n: Node) -> bool:
+        return any(r.tensor in self.relevant for r in reads(n)) and not isinstance(n, Not)
+
+    def prop(self, n: Node, adj: Node, root: bool = False) -> None:
+        if not self.active(n) or isinstance(n, NONDIFF):
+            return
+        if isinstance(n, Read):
+            if n.boolean_syntax:
+                return
+            lhs_vars = free_vars(n)
+            adj = _prod(adj, *self.count(lhs_vars, adj))
+            if set(lhs_vars) - set(free_vars(adj)) and not self.declarable(n.tensor):
+                adj = _prod(adj, Pow(n, Const(0.0)))  # (R[pos])^0 = 1 gives the missing indices their ranges
+            extra = [v for v in free_vars(adj) if v not in lhs_vars]
+            rhs = Reduce(tuple(extra), adj) if extra else adj
+            self.add(Equation(-1, self.grad(n.tensor), n.pos, "+", rhs, False))
+            return
+        if isinstance(n, Reduce):
+            saved = self.ctx
+            self.ctx = saved | set(n.over)
+            self.prop(n.operand, adj, root and not n.over)
+            self.ctx = saved
+            return
+        if isinstance(n, Add):
+            for t, s in zip(n.terms, n.signs):
+                self.prop(t, adj if s > 0 else _neg(adj))
+            return
+        if isinstance(n, Neg):
+            self.prop(n.operand, _neg(adj))
+            return
+        if isinstance(n, Join):
+            for k, f in enumerate(n.factors):
+                if not self.active(f):
+                    continue
+                others = [x for j, x in enumerate(n.factors) if j != k]
+                odiv = [d for j, d in enumerate(n.divides) if j != k]
+                if n.divides[k]:
+                    a = _neg(_prod(adj, *others, f, f, divides=[False, *odiv, True, True]))
+                else:
+                    a = _prod(adj, *others, divides=[False, *odiv])
+                self.prop(f, a)
+            return
+        if isinstance(n, Pow):
+            self.pow(n, adj)
+            return
+        if isinstance(n, Apply):
+            self.apply(n, adj, root)
+            return
+        if isinstance(n, Concat):
+            self.concat(n, adj)
+            return
+        raise _fail(f"cannot differentiate {type(n).__name__}", self.eq.span)
+
+    def count(self, node_vars: list[str], adj: Node) -> list[Node]:
+        """The adjoint of a node broadcast over summed variables it lacks is summed over them: those absent from
+        the adjoint too contribute their range's size."""
+        missing = self.ctx - set(node_vars) - set(free_vars(adj))
+        size = 1
+        for v in missing:
+            lo, hi = self.eq.ranges[v]
+            size *= hi - lo
+        return [Const(float(size))] if size != 1 else []
+
+    def descend(self, x: Node, expr: Node, what: str) -> None:
+        """Store the adjoint `expr` of x (unless x is a plain read) and push it into x."""
+        a = self.materialize(x, expr, what)
+        saved = self.ctx
+        if a is not expr:
+            self.ctx = saved & set(free_vars(x))
+        self.prop(x, a)
+        self.ctx = saved
+
+    def materialize(self, n: Node, adj_times_deriv: Node, what: str, norm_var: str | None = None) -> Node:
+        """Store `adjoint * derivative` over n's free indices as a new tensor; return its read."""
+        if isinstance(n, Read) and not n.boolean_syntax and all(isinstance(p.expr, IVar) for p in n.pos) \
+                and not isinstance(adj_times_deriv, Reduce):
+            return adj_times_deriv  # one read below: no need to store
+        vs = free_vars(n)
+        adj_times_deriv = _prod(adj_times_deriv, *self.count(vs, adj_times_deriv))
+        self.counter += 1
+        name = self.fresh(f"Adj_{self.eq.lhs}_{self.counter}")
+        self.emit(name, vs, adj_times_deriv, f"adjoint of {what} in {self.eq.lhs}'s equation", norm_var)
+        return _read(name, vs)
+
+    def pow(self, n: Pow, adj: Node) -> None:
+        b, e = n.base, n.exponent
+        if self.active(e):
+            d = _prod(adj, n, Apply("log", [b]))
+            self.descend(e, d, "an exponent")
+        if not self.active(b):
+            return
+        if isinstance(e, Const):
+            c = e.value
+            deriv: Node = Const(0.0) if c == 0 else (Const(1.0) if c == 1 else (
+                _prod(Const(2.0), b) if c == 2 else _prod(Const(c), Pow(b, Const(c - 1)))))
+        else:
+            deriv = _prod(e, Pow(b, Add([e, Const(1.0)], [1, -1])))
+        self.descend(b, _prod(adj, deriv), "a power's base")
+
+    def shortcut_ok(self, eq: Equation) -> bool:
+        """Whether T[lhs] holds exactly this equation's right side, so f'(x) can be written with T itself:
+        plain or shifted distinct variables on the left, no data, and other equations of T write elsewhere."""
+        t = self.a.tensors[eq.lhs]
+        if t.has_data or eq.op != "+":
+            return False
+        seen = set()
+        for p in eq.lhs_pos:
+            e = p.expr
+            if isinstance(e, IBin) and e.op in "+-" and isinstance(e.left, IVar) and isinstance(e.right, IConst):
+                e = e.left
+            if not isinstance(e, IVar) or e.name in seen:
+                return False
+            seen.add(e.name)
+        if set(free_vars(eq.rhs)) - seen:
+            return False
+        for other in self.by_lhs[eq.lhs]:
+            if other is not eq and not _disjoint(eq, other):
+                return False
+        return True
+
+    def apply(self, n: Apply, adj: Node, root: bool) -> None:
+        x = n.args[0] if n.args else None
+        if n.func not in DERIVATIVES and n.func not in ("softmax", "lnorm", "sig"):
+            raise _fail(f"the function '{n.func}' has no derivative", self.eq.span,
+                        "tensorlogic differentiates its built-in functions; a Python function has none")
+        if len(n.args) > 1 and n.func != "sig":
+            raise _fail(f"cannot differentiate '{n.func}' with {len(n.args)} arguments", self.eq.span)
+        if len(n.args) == 2 and self.active(n.args[1]):
+            raise _fail("cannot differentiate sig(x, T) with respect to its temperature T", self.eq.span)
+        use_out = root and self.shortcut_ok(self.eq)
+        y: Node = Read(self.eq.lhs, self.eq.lhs_pos) if use_out else n
+        if n.func == "softmax":
+            self.softmax(n, adj, y if use_out else None)
+            return
+        if n.func == "lnorm":
+            self.lnorm(n, adj, y if use_out else None)
+            return
+        if n.func == "sig" and len(n.args) == 2:
+            t = n.args[1]
+            if isinstance(t, Const) and t.value == 0:
+                s = Apply("sig", [x])
+                deriv = _prod(s, _one_minus(s))  # the surrogate of step (see the module docstring)
+            else:
+                deriv = _prod(y, _one_minus(y), t, divides=[False, False, True])
+        else:
+            deriv = DERIVATIVES[n.func](x, y)
+        self.descend(x, _prod(adj, deriv), f"{n.func}'s argument")
+
+    def softmax(self, n: Apply, adj: Node, y: Node | None) -> None:
+        v = n.norm_var
+        x = n.args[0]
+        vs = free_vars(n)
+        if y is None:
+            self.counter += 1
+            ys = self.fresh(f"Soft_{self.eq.lhs}_{self.counter}")
+            self.emit(ys, vs, Apply("softmax", [x], norm_var=v), "the softmax, kept for its derivative", v)
+            y = _read(ys, vs)
+        self.counter += 1
+        a_name = self.fresh(f"Adj_{self.eq.lhs}_{self.counter}")
+        self.emit(a_name, vs, _prod(adj, *self.count(vs, adj)), "the adjoint reaching the softmax")
+        saved, self.ctx = self.ctx, self.ctx & set(vs)
+        rest = [u for u in vs if u != v]
+        s_name = self.fresh(f"Dot_{self.eq.lhs}_{self.counter}")
+        self.emit(s_name, rest, _prod(_read(a_name, vs), y), "sum over the normalised index of adjoint * softmax")
+        d = _prod(y, Add([_read(a_name, vs), _read(s_name, rest)], [1, -1]))
+        self.descend(x, d, "softmax's argument")
+        self.ctx = saved
+
+    def lnorm(self, n: Apply, adj: Node, y: Node | None) -> None:
+        v = n.norm_var
+        x = n.args[0]
+        vs = free_vars(n)
+        rest = [u for u in vs if u != v]
+        rest_pos = tuple(Pos(IVar(u)) for u in rest)
+        self.counter += 1
+        k = self.counter
+        xc, mu, dev, var = (self.fresh(f"{s}_{self.eq.lhs}_{k}") for s in ("In", "Mean", "Dev", "Var"))
+        # every averaged index occurs in a lone read or in two reads, so `avg=` projects it at the top
+        self.emit(xc, vs, x, "layer norm's input and statistics, kept for its derivative")
+        self.add(Equation(-1, mu, rest_pos, "avg", _read(xc, vs), False))
+        self.emit(dev, vs, Add([_read(xc, vs), _read(mu, rest)], [1, -1]))
+        self.add(Equation(-1, var, rest_pos, "avg", _prod(_read(dev, vs), _read(dev, vs)), False))
+        sd = Apply("sqrt", [Add([_read(var, rest), Const(1e-5)], [1, 1])])
+        if y is None:
+            y = _prod(_read(dev, vs), sd, divides=[False, True])
+        a_name = self.fresh(f"Adj_{self.eq.lhs}_{k}")
+        self.emit(a_name, vs, _prod(adj, *self.count(vs, adj)), "the adjoint reaching the layer norm")
+        saved, self.ctx = self.ctx, self.ctx & set(vs)
+        ma = self.fresh(f"MeanAdj_{self.eq.lhs}_{k}")
+        may = self.fresh(f"MeanAdjY_{self.eq.lhs}_{k}")
+        self.add(Equation(-1, ma, rest_pos, "avg", _read(a_name, vs), False))
+        self.add(Equation(-1, may, rest_pos, "avg", _prod(_read(a_name, vs), y), False))
+        num = Add([_read(a_name, vs), _read(ma, rest), _prod(y, _read(may, rest))], [1, -1, -1])
+        self.descend(x, _prod(num, sd, divides=[False, True]), "layer norm's argument")
+        self.ctx = saved
+
+    def concat(self, n: Concat, adj: Node) -> None:
+        vs = free_vars(n)
+        self.counter += 1
+        a_name = self.fresh(f"Adj_{self.eq.lhs}_{self.counter}")
+        self.emit(a_name, vs, _prod(adj, *self.count(vs, adj)), "the adjoint reaching concat")
+        saved, self.ctx = self.ctx, self.ctx & set(vs)
+        sizes = []
+        for m in n.merged:
+            lo, hi = self.eq.ranges[m]
+            if lo != 0:
+                raise _fail(f"cannot differentiate concat over '{m}', whose range does not start at 0", n.span)
+            sizes.append(hi)
+        into = IVar(n.into)
+        pos: list[Pos] = []
+        stride = 1
+        exprs: list = []
+        for k in range(len(n.merged) - 1, -1, -1):
+            e = into if stride == 1 else IBin("/", into, IConst(stride))
+            if k > 0:
+                e = IBin("%", e, IConst(sizes[k]))
+            exprs.append(e)
+            stride *= sizes[k]
+        exprs.reverse()
+        rest = [u for u in vs if u != n.into]
+        self.counter += 1
+        split = self.fresh(f"Split_{self.eq.lhs}_{self.counter}")
+        pos = [Pos(IVar(u)) for u in rest] + [Pos(e) for e in exprs]
+        self.out.comments[len(self.out.equations)] = "concat's adjoint laid back out over the merged indices"
+        self.add(Equation(-1, split, tuple(pos), "+", _read(a_name, vs), False))
+        self.prop(n.operand, _read(split, rest + list(n.merged)))
+        self.ctx = saved
+
+
+def _writes(eq: Equation, k: int) -> tuple[int, int] | None:
+    e = eq.lhs_pos[k].expr
+    if isinstance(e, IConst):
+        return (e.value, e.value + 1)
+    shift = 0
+    if isinstance(e, IBin) and e.op in "+-" and isinstance(e.left, IVar) and isinstance(e.right, IConst):
+        shift = e.right.value if e.op == "+" else -e.right.value
+        e = e.left
+    if isinstance(e, IVar) and e.name in eq.ranges:
+        lo, hi = eq.ranges[e.name]
+        return (lo + shift, hi + shift)
+    return None
+
+
+def _disjoint(a: Equation, b: Equation) -> bool:
+    """Whether two equations of one tensor write disjoint cells (some axis's written values never meet)."""
+    for k in range(min(len(a.lhs_pos), len(b.lhs_pos))):
+        ra, rb = _writes(a, k), _writes(b, k)
+        if ra is not None and rb is not None and (ra[1] <= rb[0] or rb[1] <= ra[0]):
+            return True
+    return False
+
+
+def _sig_d(x: Node, y: Node) -> Node:
+    return _prod(y, _one_minus(y))
+
+
+def _step_d(x: Node, y: Node) -> Node:
+    s = Apply("sig", [x])
+    return _prod(s, _one_minus(s))
+
+
+DERIVATIVES = {
+    "sig": _sig_d,
+    "tanh": lambda x, y: _one_minus(_sq(y)),
+    "relu": lambda x, y: Apply("step", [y]),
+    "exp": lambda x, y: y,
+    "log": lambda x, y: _prod(Const(1.0), x, divides=[False, True]),
+    "sqrt": lambda x, y: _prod(Const(0.5), y, divides=[False, True]),
+    "abs": lambda x, y: Add([Apply("step", [x]), Apply("step", [Neg(x)])], [1, -1]),
+    "sin": lambda x, y: Apply("cos", [x]),
+    "cos": lambda x, y: Neg(Apply("sin", [x])),
+    "step": _step_d,
+}
+
+
+def differentiate(a: Analyzed, outputs: list[str], wrt: list[str]) -> GradEquations:
+    """The gradient equations of `outputs` with respect to `wrt` (see the module docstring)."""
+    return Differentiator(a, outputs, wrt).run()

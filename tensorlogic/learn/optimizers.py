@@ -1,0 +1,88 @@
+"""Optimisers over dictionaries of numpy arrays: SGD (with momentum), Adam and AdamW.
+
+Each follows the update rule of its PyTorch namesake (torch.optim.SGD / Adam / AdamW with default betas and
+eps), so a model trained here and the same model trained in PyTorch take the same steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..syntax.diagnostics import TLRuntimeError
+
+
+class Optimizer:
+    """Base class: `step(params, grads)` updates params in place."""
+
+    def __init__(self, lr: float):
+        if not lr > 0:
+            raise TLRuntimeError(f"the learning rate must be positive, not {lr}", hint="use e.g. --lr 0.01")
+        self.lr = float(lr)
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.t = 0
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        self.t += 1
+        for name, g in grads.items():
+            self.update(name, params[name], np.asarray(g, dtype=np.float64))
+
+    def update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """p -= lr * v, v = momentum * v + g (torch.optim.SGD with dampening 0)."""
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0):
+        super().__init__(lr)
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+
+    def update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            st = self.state.setdefault(name, {})
+            v = st.get("v")
+            v = g.copy() if v is None else self.momentum * v + g
+            st["v"] = v
+            g = v
+        p -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba); `decoupled=True` is AdamW (weight decay applied to the weights directly)."""
+
+    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, decoupled: bool = False):
+        super().__init__(lr)
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self.weight_decay = weight_decay
+        self.decoupled = decoupled
+
+    def update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
+        if self.weight_decay and not self.decoupled:
+            g = g + self.weight_decay * p
+        if self.weight_decay and self.decoupled:
+            p *= 1 - self.lr * self.weight_decay
+        st = self.state.setdefault(name, {"m": np.zeros_like(p), "v": np.zeros_like(p)})
+        st["m"] = self.b1 * st["m"] + (1 - self.b1) * g
+        st["v"] = self.b2 * st["v"] + (1 - self.b2) * g * g
+        mhat = st["m"] / (1 - self.b1 ** self.t)
+        vhat = st["v"] / (1 - self.b2 ** self.t)
+        p -= self.lr * mhat / (np.sqrt(vhat) + self.eps)
+
+
+def make_optimizer(name: str, lr: float, **options: float) -> Optimizer:
+    """An optimiser by name: sgd, momentum (SGD with momentum 0.9), adam, adamw."""
+    key = name.lower()
+    if key == "sgd":
+        return SGD(lr, momentum=options.get("momentum", 0.0), weight_decay=options.get("weight_decay", 0.0))
+    if key == "momentum":
+        return SGD(lr, momentum=options.get("momentum", 0.9), weight_decay=options.get("weight_decay", 0.0))
+    if key == "adam":
+        return Adam(lr, weight_decay=options.get("weight_decay", 0.0))
+    if key == "adamw":
+        return Adam(lr, weight_decay=options.get("weight_decay", 0.01), decoupled=True)
+    raise TLRuntimeError(f"unknown optimizer '{name}'", hint="use one of: sgd, momentum, adam, adamw")
