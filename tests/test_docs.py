@@ -299,6 +299,25 @@ def test_stdlib_page_lists_every_module_and_definition() -> None:
         assert not missing, f"docs/reference/stdlib.md does not describe {missing} of stdlib/{module.name}"
 
 
+def test_cli_page_names_every_subcommand_and_option() -> None:
+    """docs/reference/cli.md mentions each subcommand of `tl` (as `tl NAME`) and each of its --options."""
+    import argparse
+
+    from tensorlogic.cli import build_parser
+
+    page = (DOCS / "reference" / "cli.md").read_text()
+    missing = []
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                section = page.split(f"## tl {name}", 1)[1].split("\n## ", 1)[0] if f"## tl {name}" in page else ""
+                if not section:
+                    missing.append(f"a section '## tl {name}'")
+                options = {o for a in sub._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
+                missing += [f"tl {name} {o}" for o in sorted(options) if f"{o}" not in section]
+    assert not missing, f"docs/reference/cli.md does not document: {', '.join(missing)}"
+
+
 def test_pages_are_found() -> None:
     names = {str(p.relative_to(DOCS)) for p in PAGES if p.is_relative_to(DOCS)}
     assert {"index.md", "tutorial/first-program.md", "reference/cli.md", "language.md"} <= names
