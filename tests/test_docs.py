@@ -318,6 +318,16 @@ def test_cli_page_names_every_subcommand_and_option() -> None:
     assert not missing, f"docs/reference/cli.md does not document: {', '.join(missing)}"
 
 
+def test_api_page_names_every_public_name() -> None:
+    """docs/reference/api.md mentions every name tensorlogic exports and every public attribute of Program."""
+    import tensorlogic as tl
+
+    page = (DOCS / "reference" / "api.md").read_text()
+    names = set(tl.__all__) | {n for n in dir(tl.Program) if not n.startswith("_")}
+    missing = sorted(n for n in names if not re.search(rf"[`.]{n}\b", page))
+    assert not missing, f"docs/reference/api.md does not document: {', '.join(missing)}"
+
+
 def test_pages_are_found() -> None:
     names = {str(p.relative_to(DOCS)) for p in PAGES if p.is_relative_to(DOCS)}
     assert {"index.md", "tutorial/first-program.md", "reference/cli.md", "language.md"} <= names
