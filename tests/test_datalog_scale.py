@@ -330,3 +330,42 @@ def test_counts_of_a_relation_are_segment_sums_not_dense():
     e = _matrix(edges, n)
     assert prog.query("Paths2") == float((e @ e).sum())
     assert prog.executor.peak_bytes < n * n  # the 21,048 x 21,048 closure was never dense
+
+
+@st.composite
+def chain_programs(draw):
+    """A base rule and a linear recursive rule whose body is a path of binary atoms from the head's first
+    variable to its second, each atom in a random orientation, one of them recursive."""
+    length = draw(st.integers(1, 3))
+    rec = draw(st.integers(0, length - 1))
+    vs = ["v0", "v1", "v2", "v3"][: length + 1]
+    body = []
+    for i in range(length):
+        rel = "R" if i == rec else draw(st.sampled_from(["Edge", "F"]))
+        a, b = (vs[i], vs[i + 1]) if draw(st.booleans()) else (vs[i + 1], vs[i])
+        body.append((rel, a, b))
+    order = draw(st.permutations(body))
+    text = ", ".join(f"{r}({a},{b})" for r, a, b in order)
+    return f"R(x,y) <- Edge(x,y).\nR({vs[0]},{vs[-1]}) <- {text}.\n", body, vs
+
+
+@SETTINGS
+@given(chain_programs(), graphs(8), graphs(8))
+def test_chain_rules_in_any_orientation_match_a_brute_force_fixpoint(prog, edges, f_edges):
+    src, body, vs = prog
+    n = max(max(max(e) for e in edges), max(max(e) for e in f_edges)) + 1
+    rels = {"Edge": set(edges), "F": set(f_edges)}
+    want = set(edges)
+    while True:
+        rels["R"] = want
+        envs = [{}]
+        for r, a, b in body:
+            envs = [{**env, a: x, b: y} for env in envs for (x, y) in rels[r]
+                    if env.get(a, x) == x and env.get(b, y) == y]
+        new = {(env[vs[0]], env[vs[-1]]) for env in envs} - want
+        if not new:
+            break
+        want = want | new
+    p = tl.Program(src + f"domain N: {n}\ntensor Edge(N, N)\ntensor F(N, N)\n")
+    p.analyze(Edge=edges, F=f_edges)
+    assert set(map(tuple, p.query("R(x, y)"))) == want, src

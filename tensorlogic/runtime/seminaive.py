@@ -100,6 +100,8 @@ _BYTE_BITMAP_MAX = 1 << 20
 _BIT_BITMAP_MAX = 1 << 31
 # A round with more new facts than this runs as scipy sparse products instead of index expansions.
 _PRODUCT_ROUND = 1 << 17
+# ... and switches to a byte-per-cell bitmap (unsorted keys, no grouping) when the key space is at most this.
+_BYTE_BITMAP_ROUNDS = 1 << 28
 
 
 @dataclass
@@ -117,10 +119,11 @@ class _Chain:
 
 
 def _csr_index(r: np.ndarray, c: np.ndarray, nrow: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr, indices): the values `c` listed under each row `r` (int32: chain key spaces are < 2**31)."""
     order = np.argsort(r, kind="stable")
     indptr = np.zeros(nrow + 1, dtype=np.int64)
     np.cumsum(np.bincount(r, minlength=nrow), out=indptr[1:])
-    return indptr, c[order]
+    return indptr.astype(np.int32), c[order].astype(np.int32)
 
 
 def chain_rules(ex: Executor, st: Stratum, full: dict[str, Relation], outside: dict[str, Relation],
@@ -221,10 +224,11 @@ def _expand(by: np.ndarray, other: np.ndarray, index: tuple[np.ndarray, np.ndarr
     indptr, indices = index
     start = indptr[by]
     cnt = indptr[by + 1] - start
-    total = int(cnt.sum())
-    ends = np.cumsum(cnt)
-    pos = np.repeat(start - ends + cnt, cnt)
-    pos += np.arange(total, dtype=np.int64)
+    ends = np.cumsum(cnt, dtype=np.int64)
+    total = int(ends[-1]) if ends.shape[0] else 0
+    dt = np.int32 if total < 2**31 else np.int64
+    pos = np.repeat((start - ends + cnt).astype(dt, copy=False), cnt)
+    pos += np.arange(total, dtype=dt)
     return np.repeat(other, cnt), indices[pos]
 
 
@@ -285,17 +289,18 @@ def chain_fixpoint(name: str, chains: list[_Chain], full: Relation, delta: Relat
     n0, n1 = full.shape
     runs = [full._get_keys()]
     bits = _Bits(n0 * n1, runs[0])
-    k = delta._get_keys()
+    k = delta._get_keys().astype(np.int32)  # keys < n0 * n1 <= 2**31: int32 halves the bytes sorted and moved
     derived = 0
     sorted_runs = True
     while k.shape[0]:
         d0, d1 = np.divmod(k, n1)
         if k.shape[0] > _PRODUCT_ROUND:
-            key = _product_round(chains, d0, d1, (n0, n1))
+            key = _product_round(chains, d0, d1, (n0, n1)).astype(np.int32)
             derived += key.shape[0]
-            bits.unpack()  # unsorted keys: a byte per key, so that setting them needs no grouping
+            if n0 * n1 <= _BYTE_BITMAP_ROUNDS:
+                bits.unpack()  # unsorted keys: a byte per key, so that setting them needs no grouping
             k = key[~bits.test(key)]
-            if len(chains) > 1:
+            if len(chains) > 1 or bits.packed:
                 k = _unique(k)
             else:
                 sorted_runs = False
@@ -335,4 +340,4 @@ def chain_fixpoint(name: str, chains: list[_Chain], full: Relation, delta: Relat
     total = sum(int(r.shape[0]) for r in runs)
     if n0 * n1 <= 64 * total or not sorted_runs:  # a scan of the bitmap gives the keys in order
         return Relation._make(full.shape, keys=bits.keys()), rounds, derived
-    return Relation._make(full.shape, runs=tuple(runs)), rounds, derived
+    return Relation._make(full.shape, runs=tuple(r.astype(np.int64, copy=False) for r in runs)), rounds, derived
