@@ -91,6 +91,18 @@ def bits(mask: int):
         mask ^= low
 
 
+def _byte_tables(size: list[int]) -> list[list[int]]:
+    """Products of label extents for every byte of a label mask (``prod`` multiplies one entry per non-zero
+    byte instead of one extent per label)."""
+    tables = []
+    for base in range(0, len(size), 8):
+        t = [1]
+        for d in size[base : base + 8]:
+            t += [x * d for x in t]
+        tables.append(t)
+    return tables
+
+
 class Network:
     """A join encoded with bitmasks.
 
@@ -126,6 +138,7 @@ class Network:
         self.common = common if self.masks else 0
         """Labels held by every operand (batch labels)."""
         self._prod: dict[int, int] = {0: 1}
+        self._tables: list[list[int]] | None = None
         self._kept: dict[int, int] = {}
         self._pairs: dict[int, tuple[int, int, int]] = {}
         """Cache of the greedy: leaf set -> (kept labels, result size, step flops)."""
@@ -137,6 +150,7 @@ class Network:
         other.__dict__.update(self.__dict__)
         other.size = [1 if (mask >> b) & 1 else d for b, d in enumerate(self.size)]
         other._prod = {0: 1}
+        other._tables = None
         other._kept = self._kept  # kept labels do not depend on extents
         other._pairs = {}
         return other
@@ -144,13 +158,13 @@ class Network:
     def prod(self, mask: int) -> int:
         p = self._prod.get(mask)
         if p is None:
+            tables = self._tables
+            if tables is None:
+                tables = self._tables = _byte_tables(self.size)
             p = 1
-            m = mask
-            size = self.size
-            while m:
-                low = m & -m
-                p *= size[low.bit_length() - 1]
-                m ^= low
+            for t, byte in zip(tables, mask.to_bytes(len(tables), "little")):
+                if byte:
+                    p *= t[byte]
             if len(self._prod) < 1_000_000:
                 self._prod[mask] = p
         return p

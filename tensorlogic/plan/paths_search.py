@@ -35,6 +35,7 @@ from .paths_chain import chain_order, optimal_chain
 from .paths_common import Network, Objective, Tree
 from .paths_exact import components, optimal_items, smallest_first
 from .paths_greedy import TupleEstimator, branch1_ssa, elimination_ssa, greedy_ssa, oe_greedy_ssa
+from .paths_interval import refine
 from .paths_reconf import reconfigure
 
 __all__ = ["search", "estimate_tuples"]
@@ -48,7 +49,15 @@ FAST_DP_BUDGET = 3_000
 HIGH_DP_MAX = 40
 HIGH_DP_BUDGET = 2_000_000
 FAST_TRIALS = 4
-FAST_RANKS = ("flops", "delta")
+FAST_RANKS = ("delta",)
+FAST_RANKS_LARGE = ("flops", "delta")
+FAST_SMALL_N = 30
+FAST_INTERVAL_WORK = 3_000
+FAST_INTERVAL_WORK_LARGE = 150_000
+FAST_INTERVAL_ROUNDS = 40
+FAST_INTERVAL_PATIENCE = 4
+FAST_INTERVAL_STARTS = 3
+FAST_INTERVAL_MAX_N = 600
 HIGH_RANKS = ("flops", "delta", "size")
 FAST_RECONF_K = 5
 FAST_RECONF_K_OUTER = 5
@@ -58,6 +67,9 @@ FAST_RECONF_MAX_N = 400
 FAST_ELIMINATION_MIN_N = 31
 FAST_ELIMINATION_MAX_LABELS = 400
 HIGH_RECONF_KS = (6, 8, 10)
+HIGH_INTERVAL_MAX_N = 600
+HIGH_INTERVAL_ROUNDS = 24
+HIGH_INTERVAL_POLISH = 4
 HIGH_PATIENCE = 40
 HIGH_TIME_BUDGET = 5.0
 
@@ -167,7 +179,7 @@ def _by_components(
             continue
         sub = _sub_network(net, comp, ext)
         share = None if budget is None else budget * len(comp) / net.n
-        tree, algorithm = search(sub, obj, effort, share, seed)
+        tree, algorithm = search(sub, obj, effort, share, seed, whole_n=net.n)
         names.add(algorithm)
         ids = list(comp)
         for x, y in tree.to_ssa():
@@ -186,6 +198,43 @@ def _by_components(
     return Tree.from_ssa(net, pairs), f"{len(comps)} independent parts: {label}"
 
 
+def _fast_search(net: Network, obj: Objective, rng: random.Random, pool: _Best, whole_n: int) -> tuple[Tree, str]:
+    """Fast mode beyond the exact cases: cheap starting trees (opt_einsum's own orders among them, so the
+    result is never worse than its ``auto``), then interval DP over randomly flipped leaf orders of the best
+    tree for a fixed amount of work; beyond ``FAST_SMALL_N`` operands also random greedy runs and subtree
+    reconfiguration.  ``whole_n`` is the size of the join this network is part of (the time target is set
+    by the whole join)."""
+    n = net.n
+    small = whole_n <= FAST_SMALL_N
+    pool.add_pairs(oe_greedy_ssa(net), "greedy (opt_einsum)")
+    if n <= 14:
+        pool.add_pairs(branch1_ssa(net), "branch-1 (opt_einsum)")
+    for rank in FAST_RANKS if small else FAST_RANKS_LARGE:
+        pool.add_pairs(greedy_ssa(net, rank), f"greedy ({rank})")
+    if len(net.size) <= FAST_ELIMINATION_MAX_LABELS:
+        pool.add_pairs(elimination_ssa(net), "bucket elimination")
+    if not small:
+        for _ in range(FAST_TRIALS // 2):
+            costmod = rng.uniform(0.1, 4.0)
+            temperature = math.exp(rng.uniform(math.log(0.001), math.log(1.0)))
+            pairs = greedy_ssa(net, "costmod", rng=rng, temperature=temperature, costmod=costmod)
+            pool.add_pairs(pairs, "random greedy")
+    if n <= FAST_INTERVAL_MAX_N:
+        work = FAST_INTERVAL_WORK if small else FAST_INTERVAL_WORK_LARGE
+        starts = [(tree, algorithm) for _, _, tree, algorithm in pool.pool[:FAST_INTERVAL_STARTS]]
+        used = [0]
+        for k, (tree, algorithm) in enumerate(starts):
+            share = (work - used[0]) // (len(starts) - k)
+            better = refine(
+                tree, obj, rng, FAST_INTERVAL_ROUNDS, patience=FAST_INTERVAL_PATIENCE, work=share, used=used
+            )
+            if better is not tree:
+                pool.add(better, algorithm + " + interval DP over leaf orders")
+    if not small and n <= FAST_RECONF_MAX_N:
+        _fast_reconf(pool, obj)
+    return pool.best
+
+
 def search(
     net: Network,
     obj: Objective,
@@ -193,8 +242,10 @@ def search(
     time_budget: float | None = None,
     seed: int = 0,
     estimator: TupleEstimator | None = None,
+    whole_n: int = 0,
 ) -> tuple[Tree, str]:
-    """Best tree found for ``net`` under ``obj`` and the name of the algorithm that found it."""
+    """Best tree found for ``net`` under ``obj`` and the name of the algorithm that found it (``whole_n``: the
+    number of operands of the join ``net`` is a part of, which sets fast mode's work limits)."""
     n = net.n
     if n == 1:
         return Tree(net), "single"
@@ -230,6 +281,9 @@ def search(
             _, pairs = optimal_chain(net, order, obj)
             pool.add_pairs(pairs, "chain DP (exact)")
             return pool.best
+
+    if not high and estimator is None:
+        return _fast_search(net, obj, rng, pool, max(n, whole_n))
 
     # Deterministic heuristics.
     pool.add_pairs(oe_greedy_ssa(net), "greedy (opt_einsum)")
@@ -295,10 +349,21 @@ def search(
             if time.perf_counter() > deadline:
                 return tree
             reconfigure(tree, obj, k=k, deadline=deadline)
+        if interval:
+            tree = refine(tree, obj, rng, HIGH_INTERVAL_POLISH, patience=2, deadline=deadline)
         # the largest subtrees only for trees that are competitive
         if pool.score(tree)[0] <= 1.25 * pool.pool[0][0][0] and time.perf_counter() < deadline:
             reconfigure(tree, obj, k=HIGH_RECONF_KS[-1], deadline=deadline)
         return tree
+
+    # interval DP over leaf orders from the best few trees (cheap, and restructures trees globally)
+    interval = n <= HIGH_INTERVAL_MAX_N
+    if interval:
+        for _, _, tree, algorithm in list(pool.pool[:3]):
+            if time.perf_counter() > deadline:
+                break
+            better = refine(tree, obj, rng, HIGH_INTERVAL_ROUNDS, patience=8, deadline=deadline)
+            pool.add(better, algorithm + " + interval DP over leaf orders")
 
     starts = [(tree, algorithm) for _, _, tree, algorithm in pool.pool[:3]]
     for tree, algorithm in starts:
