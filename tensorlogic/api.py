@@ -56,12 +56,12 @@ class Program:
 
     def __init__(self, source: str, file: str = "<input>", base_dir: str | Path | None = None,
                  backend: str = "numpy", functions: dict[str, Callable] | None = None, seed: int = 0,
-                 memory_budget: int | str | None = None):
+                 memory_budget: int | str | None = None, device: str | None = None):
         self.source = source
         self.file = file
         self.base_dir = Path(base_dir) if base_dir is not None else (
             Path(file).resolve().parent if file not in ("<input>", "<repl>") else Path.cwd())
-        self.backend = get_backend(backend)
+        self.backend = get_backend(backend, device)  # device: "cpu", "cuda", "cuda:1" (torch backend)
         self.functions: dict[str, Callable] = dict(functions or {})
         self.seed = seed
         self.memory_budget = parse_bytes(memory_budget) if isinstance(memory_budget, str) else memory_budget
@@ -179,11 +179,12 @@ class Program:
         """The gradient program as `.tl` source: the forward statements, `Grad_<loss> = 1`, the gradient
         equations and a query per gradient (what `tl grad` prints)."""
         from .autodiff.program import gradient_source
-        from .learn.trainer import parameters
+        from .learn.trainer import check_loss, parameters
 
         names = list(wrt) if wrt is not None else parameters(self, set(values))
         self.learning = True
         self.analyze(**{**self.params, **values})
+        check_loss(self.analyzed, loss)
         return gradient_source(self.source, self.ast, self.file, self.analyzed, [loss], names).text
 
     def train(self, loss: str = "Loss", epochs: int = 100, lr: float = 0.01, optimizer: str = "adam",

@@ -40,6 +40,46 @@ def embeddings(rng: np.random.Generator) -> None:
     np.save(HERE / "reasoning_Emb.npy", e / np.linalg.norm(e, axis=1, keepdims=True))
 
 
+def tucker(rng: np.random.Generator) -> None:
+    # a 6 x 5 x 4 tensor of multilinear rank (2, 2, 2): core C and factor matrices M1, M2, M3.
+    core = rng.normal(size=(2, 2, 2))
+    m1, m2, m3 = rng.normal(size=(6, 2)), rng.normal(size=(5, 2)), rng.normal(size=(4, 2))
+    np.save(HERE / "tucker_A.npy", np.einsum("ip,jq,kr,pqr->ijk", m1, m2, m3, core))
+
+
+def karate() -> None:
+    # Zachary's karate club (networkx): edges both ways, and 1 for the members who followed the officer.
+    import networkx as nx
+
+    g = nx.karate_club_graph()
+    rows = [f"{a},{b}" for a, b in g.edges()] + [f"{b},{a}" for a, b in g.edges()]
+    (HERE / "karate_edges.csv").write_text("\n".join(rows) + "\n")
+    labels = np.array([1.0 if g.nodes[n]["club"] == "Officer" else 0.0 for n in g.nodes()])
+    np.save(HERE / "karate_labels.npy", labels)
+
+
+def chars() -> None:
+    # the character-level corpus as training windows: X[e,p,t] is character t at position p of window e,
+    # Tgt[e,p,t] the character that follows it; Mask[p,p'] is 1 where p' lies in p's future.
+    text = (HERE / "corpus.txt").read_text().replace("\n", " ")
+    vocab = sorted(set(text))
+    ids = np.array([vocab.index(c) for c in text])
+    positions, windows = 8, 48
+    X = np.zeros((windows, positions, len(vocab)))
+    Y = np.zeros_like(X)
+    for e in range(windows):
+        for p in range(positions):
+            X[e, p, ids[e + p]] = 1
+            Y[e, p, ids[e + p + 1]] = 1
+    np.save(HERE / "chars_X.npy", X)
+    np.save(HERE / "chars_Tgt.npy", Y)
+    np.save(HERE / "chars_Mask.npy", np.triu(np.ones((positions, positions)), k=1))
+    (HERE / "chars_vocab.txt").write_text("".join(vocab) + "\n")
+
+
 if __name__ == "__main__":
     transformer(np.random.default_rng(2025))
     embeddings(np.random.default_rng(7))
+    tucker(np.random.default_rng(11))
+    karate()
+    chars()

@@ -54,6 +54,16 @@ def initial_values(prog: Any, names: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
+def check_loss(a: Any, loss: str) -> None:
+    """The loss must be a scalar tensor of the program."""
+    if loss not in a.tensors:
+        raise TLRuntimeError(f"no tensor '{loss}' in the program to differentiate",
+                             hint="name the loss tensor, e.g. --loss Loss")
+    if a.tensors[loss].shape:
+        raise TLRuntimeError(f"the loss '{loss}' must be a scalar, but it has shape {a.tensors[loss].shape}",
+                             hint=f"sum it: Total = {loss}[...] with every index summed")
+
+
 def gradient_program(prog: Any, loss: str, wrt: list[str], seeded: bool = True) -> tuple[Any, GradientSource]:
     """The Program computing d(loss)/d(wrt), cached on `prog` per (loss, wrt)."""
     key = (loss, tuple(wrt), seeded)
@@ -76,12 +86,7 @@ def program_grad(prog: Any, loss: str, wrt: list[str] | None, values: dict[str, 
     prog.learning = True
     prog.analyze(**values)
     a = prog.analyzed
-    if loss not in a.tensors:
-        raise TLRuntimeError(f"no tensor '{loss}' in the program to differentiate",
-                             hint="name the loss tensor, e.g. --loss Loss")
-    if a.tensors[loss].shape:
-        raise TLRuntimeError(f"the loss '{loss}' must be a scalar, but it has shape {a.tensors[loss].shape}",
-                             hint=f"sum it: Total = {loss}[...] with every index summed")
+    check_loss(a, loss)
     for n in names:
         if n not in a.tensors:
             raise TLRuntimeError(f"no tensor '{n}' in the program to differentiate with respect to")
