@@ -194,6 +194,8 @@ def count(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[str
             return np.zeros(head_shape)
         if names:
             operands.append((rel, names))
+    if not head and not form.compares and len(operands) == 1 and len(set(operands[0][1])) == operands[0][0].arity:
+        return np.array(float(len(operands[0][0])))  # a scalar count of one relation: its size
     res = join_project(operands, tuple(body_vars), sizes)
     cols = res.cols
     if form.compares:
