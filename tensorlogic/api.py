@@ -75,6 +75,7 @@ class Program:
         self.learning = False  # tensors read but never defined become parameters (set by grad and train)
         self.last_loss: float | None = None
         self._grad_programs: dict = {}
+        self._strata_cache: tuple = (None, {})
 
     # ------------------------------------------------------------ stages
     def register_function(self, name: str, fn: Callable[..., np.ndarray]) -> None:
@@ -126,7 +127,12 @@ class Program:
     @property
     def executor(self) -> Executor:
         if self._executor is None:
-            self._executor = Executor(self.analyzed, self.backend, self.functions, self.seed)
+            a = self.analyzed
+            self._executor = Executor(a, self.backend, self.functions, self.seed)
+            if self._strata_cache[0] is a:  # the same analysis: its strata are the same (computed once)
+                self._executor._strata = self._strata_cache[1]
+            else:
+                self._strata_cache = (a, self._executor._strata)
         return self._executor
 
     # ------------------------------------------------------------ running

@@ -160,6 +160,43 @@ def uniquify(n: Node, taken: set[str], top: bool = True) -> Node:
     return n
 
 
+def _top_reads(n: Node) -> list[Read]:
+    """Reads of n outside nested summations, in order."""
+    if isinstance(n, Read):
+        return [n]
+    if isinstance(n, Reduce):
+        return []
+    out: list[Read] = []
+    kids = n.factors if isinstance(n, Join) else n.terms if isinstance(n, Add) else (
+        [n.operand] if isinstance(n, Neg | Concat) else [n.base, n.exponent] if isinstance(n, Pow) else
+        list(n.args) if isinstance(n, Apply) else [])
+    for c in kids:
+        out += _top_reads(c)
+    return out
+
+
+def _anchor_top_sums(rhs: Node, lhs: set[str]) -> Node:
+    """An index summed over the whole right side that occurs in one read only, inside a power or a function,
+    would be summed at that read when the text is read back: a factor (R[..])^0 = 1 beside it keeps the sum
+    at the top."""
+    body = rhs.operand if isinstance(rhs, Reduce) else rhs
+    direct = {id(f) for f in (body.factors if isinstance(body, Join) else [body]) if isinstance(f, Read)}
+    anchors: list[Node] = []
+    counts: dict[str, list[Read]] = {}
+    for r in _top_reads(body):
+        for v in free_vars(r):
+            counts.setdefault(v, []).append(r)
+    for v, rs in counts.items():
+        if v in lhs or len(rs) != 1 or id(rs[0]) in direct:
+            continue
+        if not any(v in free_vars(a) for a in anchors):
+            anchors.append(Pow(rs[0], Const(0.0)))
+    if not anchors:
+        return rhs
+    new = _prod(body, *anchors)
+    return Reduce(rhs.over, new) if isinstance(rhs, Reduce) else new
+
+
 def _all_vars(n: Node) -> set[str]:
     from ..ir.nodes import node_vars, walk
 
@@ -355,8 +392,9 @@ class Differentiator:
 
     def add(self, eq: Equation) -> None:
         """Append a gradient equation, its nested summations given their own variable names."""
-        taken = _all_vars(eq.rhs) | {v for p in eq.lhs_pos for v in ix_vars(p.expr)}
-        eq.rhs = uniquify(eq.rhs, taken)
+        lhs = {v for p in eq.lhs_pos for v in ix_vars(p.expr)}
+        taken = _all_vars(eq.rhs) | lhs
+        eq.rhs = _anchor_top_sums(uniquify(eq.rhs, taken), lhs)
         self.out.equations.append(eq)
 
     def declarable(self, t: str) -> bool:

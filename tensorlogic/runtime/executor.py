@@ -5,6 +5,10 @@ query needs (backward chaining). Non-recursive strata evaluate each equation onc
 is relational runs semi-naively (each round joins only the last round's new tuples) to the least fixpoint;
 other recursion iterates to a tolerance or an iteration limit and reports which stopped it; equations with
 a virtual index (`X[i,*t+1]`) run as a loop over t keeping only the current slice.
+
+Dense values are arrays of the backend (numpy arrays, or torch tensors on its device), made with its array
+namespace `xp`; data, initial values and relations are numpy and are converted at the boundary
+(`array(name)`); `dense(name)` gives numpy back to callers outside the runtime.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from ..ir.graph import Stratum, strata
 from ..ir.nodes import Equation, IBin, IConst, IExpr, IVar, Read, equation_str, ix_vars, reads
 from ..syntax.diagnostics import Diagnostic, TLRuntimeError
 from . import relational, seminaive
-from .dense import DenseEvaluator, Labeled, align, index_grid
+from .dense import DenseEvaluator, Labeled, align, index_grid, to_numpy
 from .layered import layer_schedule
 
 Value = np.ndarray | Relation
@@ -55,6 +59,9 @@ class Executor:
                  seed: int = 0, debug: bool | None = None):
         self.prog = prog
         self.backend = backend
+        self.xp = backend.xp  # the backend's array namespace (numpy itself on the numpy backend)
+        self.native = getattr(backend, "native", True)  # arrays are numpy's: no conversion at the boundary
+        self._converted: dict[str, object] = {}  # initial values of never-written tensors, on the backend
         self.functions = functions or {}
         self.computed: set[str] = set()
         self.report = RunReport()
@@ -65,7 +72,7 @@ class Executor:
         self.debug = debug if debug is not None else "plan" in os.environ.get("TL_DEBUG", "")
         self._initial: dict[str, Value] = {}
         self.forms = {eq.id: relational.relational_form(eq, self.is_boolean) for eq in prog.equations}
-        self.values = _Values(self.initial)  # a tensor's value appears when first needed
+        self.values = _Values(self.initial_array)  # a tensor's value appears when first needed
         self.plan = None  # the ProgramPlan of the last ensure(), for liveness
         self.free_dead = False  # free computed tensors after their last reader (run() turns it on)
         self.keep: set[str] = set()  # never freed: what the run's queries and file writes read
@@ -116,6 +123,26 @@ class Executor:
             return Relation.empty(len(shape), shape)
         return np.zeros(shape)
 
+    def initial_array(self, name: str) -> Value:
+        """`initial(name)` as the backend's array (relations stay relations)."""
+        if self.native:
+            return self.initial(name)
+        if name in self._converted:
+            return self._converted[name]
+        v = self.initial(name)
+        if isinstance(v, Relation):
+            return v
+        arr = self.backend.from_numpy(v)
+        if not self.prog.tensors[name].has_equations:  # never written in place: convert once
+            self._converted[name] = arr
+        return arr
+
+    def to_array(self, v: Value):
+        """A value as the backend's dense array (a relation made dense; numpy converted)."""
+        if isinstance(v, Relation):
+            v = v.to_dense()
+        return v if self.native or not isinstance(v, np.ndarray) else self.backend.from_numpy(v)
+
     def sparse_matrix(self, r: Read):
         """A binary relation stored sparse, as a scipy CSR matrix (cached per value version), else None."""
         v = self.values[r.tensor]
@@ -129,19 +156,23 @@ class Executor:
             self._csr[key] = sp.csr_matrix((np.ones(len(cols)), (cols[:, 0], cols[:, 1])), shape=v.shape)
         return self._csr[key]
 
-    def dense(self, name: str) -> np.ndarray:
-        """The tensor's value as a dense array (a sparse relation is converted once per value version)."""
+    def array(self, name: str):
+        """The tensor's value as the backend's dense array (a sparse relation is converted once per version)."""
         v = self.values[name]
         if not isinstance(v, Relation):
             return v
         key = (name, self.values.version(name), "dense")
         if key not in self._csr:
-            self._csr[key] = v.to_dense()
+            self._csr[key] = self.to_array(v)
         return self._csr[key]
+
+    def dense(self, name: str) -> np.ndarray:
+        """The tensor's value as a dense numpy array (converted from the backend's array)."""
+        return self.array(name) if self.native else to_numpy(self.array(name))
 
     def relation(self, name: str) -> Relation:
         v = self.values[name]
-        return v if isinstance(v, Relation) else Relation.from_dense(np.asarray(v))
+        return v if isinstance(v, Relation) else Relation.from_dense(to_numpy(v))
 
     # ------------------------------------------------------------ driving
     def live_bytes(self) -> int:
@@ -183,7 +214,10 @@ class Executor:
     def plan_liveness(self, needed: set[str]) -> None:
         """Before a run: which strata read each tensor, over everything the run needs (all its queries)."""
         self.readers = {}
-        for st in strata(self.prog.equations, needed):
+        key = ("liveness", frozenset(needed))
+        if key not in self._strata:
+            self._strata[key] = strata(self.prog.equations, needed)
+        for st in self._strata[key]:
             for e in st.equations:
                 for r in reads(e.rhs):
                     if r.tensor not in st.tensors:
@@ -222,8 +256,9 @@ class Executor:
     def run_layers(self, st: Stratum, sched) -> None:
         """A layered recursion: each equation once per layer, layer after layer (see runtime/layered.py)."""
         for t in st.tensors:
-            self.values[t] = _dense(self.initial(t))
-        for layer in range(sched.layers):
+            self.values[t] = self.to_array(self.initial(t))
+        layers = range(sched.layers) if sched.direction > 0 else range(sched.layers - 1, -1, -1)
+        for layer in layers:
             for t in sched.order:
                 for step in sched.steps[t]:
                     e = step.equation
@@ -238,7 +273,11 @@ class Executor:
                             continue
                         rng = dict(e.ranges)
                         rng[step.var] = (v, v + 1)
-                    acc, _ = self.contribution(e, self.read_current, rng)
+                    acc, aux = self.contribution(e, self.read_current, rng)
+                    if e.op == "avg":  # one equation per max/min/avg head (layered.py): finish its projection
+                        acc = self.xp.where(aux > 0, acc / self.xp.maximum(aux, 1.0), 0.0)
+                    elif e.op in ("max", "min"):
+                        acc = self.xp.where(aux, acc, 0.0)
                     cur = self.values[t]
                     cur += acc  # in place: the stratum's own copy (see initial)
                     self.values[t] = cur  # ... and a new version, so cached joins over it are not reused
@@ -248,7 +287,7 @@ class Executor:
     def read_current(self, r: Read) -> tuple[np.ndarray, list[IExpr]]:
         t = self.prog.tensors[r.tensor]
         pos = [p.expr for k, p in enumerate(r.pos) if k != t.virtual_axis]
-        return self.dense(r.tensor), pos
+        return self.array(r.tensor), pos
 
     def contribution(self, eq: Equation, read: Callable, ranges: dict | None = None
                      ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -272,7 +311,7 @@ class Executor:
                 print(f"[plan] {equation_str(eq)}\n{plan}", file=sys.stderr)
         t = self.prog.tensors[eq.lhs]
         lhs = [p.expr for k, p in enumerate(eq.lhs_pos) if k != t.virtual_axis]
-        out = scatter(res, lhs, rng, t.storage_shape, eq.op)
+        out = scatter(res, lhs, rng, t.storage_shape, eq.op, self.xp)
         self.peak_bytes = max(self.peak_bytes, self.live_bytes() + ev.max_transient + out[0].nbytes)
         return out
 
@@ -283,8 +322,8 @@ class Executor:
         if form is None or not any(isinstance(self.values[a.tensor], Relation) for a in form.atoms):
             return None
         sizes = {v: r[1] for v, r in eq.ranges.items()}
-        return relational.count(form, lambda r: self.relation(r.tensor), sizes,
-                                self.prog.tensors[eq.lhs].storage_shape)
+        return self.to_array(relational.count(form, lambda r: self.relation(r.tensor), sizes,
+                                              self.prog.tensors[eq.lhs].storage_shape))
 
     def combine(self, name: str, eqs: list[Equation], read: Callable, include_data: bool = True) -> Value:
         """The head's value from its data and all its equations."""
@@ -301,7 +340,8 @@ class Executor:
             raise TLRuntimeError(Diagnostic(f"{name} is defined with different projections {sorted(ops)}",
                                             eqs[0].span, "use one of =, max=, min=, avg= for all its equations"))
         op = ops.pop() if ops else "+"
-        base = _dense(self.initial(name)) if include_data and name in self.prog.data else None
+        xp = self.xp
+        base = self.to_array(self.initial_array(name)) if include_data and name in self.prog.data else None
         acc, aux = None, None
         for e in eqs:
             a, x = self.contribution(e, read)
@@ -310,26 +350,26 @@ class Executor:
             elif op == "+":
                 acc = acc + a
             elif op == "max":
-                acc, aux = np.maximum(acc, a), aux | x
+                acc, aux = xp.maximum(acc, a), aux | x
             elif op == "min":
-                acc, aux = np.minimum(acc, a), aux | x
+                acc, aux = xp.minimum(acc, a), aux | x
             else:
                 acc, aux = acc + a, aux + x
         if acc is None:
-            acc = np.zeros(t.storage_shape)
+            acc = xp.zeros(t.storage_shape)
         if op in ("max", "min"):
             if base is not None:
-                acc = np.where(aux, (np.maximum if op == "max" else np.minimum)(acc, base), base)
+                acc = xp.where(aux, (xp.maximum if op == "max" else xp.minimum)(acc, base), base)
             else:
-                acc = np.where(aux, acc, 0.0)
+                acc = xp.where(aux, acc, 0.0)
         elif op == "avg":
-            acc = np.where(aux > 0, acc / np.maximum(aux, 1), 0.0)
+            acc = xp.where(aux > 0, acc / xp.maximum(aux, 1.0), 0.0)
             if base is not None:
                 acc = acc + base
         elif base is not None:
             acc = acc + base
         if t.boolean:
-            acc = (acc > 0).astype(np.float64)
+            acc = xp.asarray(acc > 0, dtype=xp.float64)
         return acc
 
     def eval_relational(self, form, get: Callable[[Read], Relation], bind: dict | None = None) -> Relation:
@@ -353,13 +393,14 @@ class Executor:
         a layered recursion (Stream[b+1] from Stream[b] through several tensors) advances one layer per round.
         """
         change = 0.0
+        xp = self.xp
         for it in range(1, self.max_iterations + 1):
             change = 0.0
             for t in st.tensors:
                 new = self.combine(t, [e for e in st.equations if e.lhs == t], self.read_current)
-                a, b = np.asarray(_dense(new), dtype=np.float64), self.dense(t)
-                with np.errstate(invalid="ignore"):
-                    d = float(np.max(np.abs(a - b))) if a.size else 0.0
+                a, b = xp.asarray(self.to_array(new), dtype=xp.float64), self.array(t)
+                with xp.errstate(invalid="ignore"):
+                    d = float(xp.max(xp.abs(a - b))) if 0 not in a.shape else 0.0
                 change = max(change, d if np.isfinite(d) else np.inf)
                 self.values[t] = new
             if self.debug:
@@ -385,7 +426,7 @@ class Executor:
                 "write its left side with the virtual index too, e.g. H[i,*t+1]"))
         for e in init:
             a, _ = self.contribution(e, self.read_current)
-            self.values[e.lhs] = self.dense(e.lhs) + a
+            self.values[e.lhs] = self.array(e.lhs) + a
         vars_ = {e.virtual_var for e in step}
         if len(vars_) > 1:
             raise TLRuntimeError(Diagnostic(f"one loop uses several virtual indices {sorted(vars_)}",
@@ -400,10 +441,10 @@ class Executor:
                 t = self.prog.tensors[r.tensor]
                 pos = [p.expr for k, p in enumerate(r.pos) if k != t.virtual_axis]
                 if t.virtual_axis is None or r.tensor not in writes:
-                    return self.dense(r.tensor), pos
+                    return self.array(r.tensor), pos
                 off = _offset(r.pos[t.virtual_axis].expr) - writes[r.tensor]
                 if off == -1:
-                    return self.dense(r.tensor), pos
+                    return self.array(r.tensor), pos
                 if off == 0 and r.tensor in new:
                     return new[r.tensor], pos
                 raise TLRuntimeError(Diagnostic(
@@ -418,7 +459,7 @@ class Executor:
                 a, _ = self.contribution(e, read, rng)
                 new[e.lhs] = new[e.lhs] + a if e.lhs in new else a
             for t, a in new.items():
-                self.values[t] = (a > 0).astype(np.float64) if self.is_boolean(t) else a
+                self.values[t] = self.xp.asarray(a > 0, dtype=self.xp.float64) if self.is_boolean(t) else a
         self.report.strata.append(StratumReport(st.tensors, "loop", hi - lo, "fixpoint"))
 
 
@@ -449,11 +490,7 @@ class _Values(dict):
 
 
 def _nbytes(v: Value) -> int:
-    return v.nbytes() if isinstance(v, Relation) else int(np.asarray(v).nbytes)
-
-
-def _dense(v: Value) -> np.ndarray:
-    return v.to_dense() if isinstance(v, Relation) else v
+    return v.nbytes() if isinstance(v, Relation) else int(v.nbytes)
 
 
 def _offset(e: IExpr) -> int:
@@ -479,9 +516,10 @@ def _virtual_const(e: Equation) -> bool:
     return any(p.virtual and isinstance(p.expr, IConst) for p in e.lhs_pos)
 
 
-def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...], op: str
+def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...], op: str, xp=np
             ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Accumulate `res` into an array of `shape` at the left side's index expressions, with `op`."""
+    """Accumulate `res` into an array of `shape` at the left side's index expressions, with `op`, in the array
+    namespace `xp`."""
     lhs_vars: list[str] = []
     for e in lhs:
         for v in ix_vars(e):
@@ -491,18 +529,19 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
     per_cell = 1  # contributions folded into each grid cell (for avg=)
     if extra:  # indices projected by the operator (max=, ...), or a virtual index bound to one step
         axes = tuple(res.vars.index(v) for v in extra)
-        fold = {"max": np.max, "min": np.min}.get(op, np.sum)
-        arr = fold(res.arr, axis=axes) if res.arr.size else np.zeros(
-            [n for k, n in enumerate(np.shape(res.arr)) if k not in axes])
-        per_cell = int(np.prod([np.shape(res.arr)[a] for a in axes]))
+        fold = {"max": xp.max, "min": xp.min}.get(op, xp.sum)
+        rshape = tuple(res.arr.shape)
+        arr = fold(res.arr, axis=axes) if 0 not in rshape else xp.zeros(
+            [n for k, n in enumerate(rshape) if k not in axes])
+        per_cell = int(np.prod([rshape[a] for a in axes]))
         res = Labeled(arr, tuple(v for v in res.vars if v not in extra))
     order = tuple(lhs_vars)
     grid_shape = tuple(ranges[v][1] - ranges[v][0] for v in order)
-    vals = np.broadcast_to(align(res, order), grid_shape).astype(np.float64, copy=False)
+    vals = xp.asarray(xp.broadcast_to(align(res, order, xp), grid_shape), dtype=xp.float64)
     shifts = [_shift_of(e) for e in lhs]
     if op == "+" and all(sh is not None for sh in shifts) and len({sh[0] for sh in shifts}) == len(lhs) == len(order):
         # each position is a distinct variable plus a constant: one (clipped) slice assignment, no scatter
-        acc = np.zeros(shape)
+        acc = xp.zeros(shape)
         dst, src = [], []
         for (v, c), n in zip(shifts, shape):
             lo, hi = ranges[v][0] + c, ranges[v][1] + c
@@ -512,30 +551,30 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
             dst.append(slice(a, b))
             src.append(slice(a - lo, b - lo))
         perm = [order.index(v) for v, _ in shifts]
-        acc[tuple(dst)] = np.transpose(vals, perm)[tuple(src)]
+        acc[tuple(dst)] = xp.transpose(vals, perm)[tuple(src)]
         return acc, None
     if not lhs:  # a scalar left side
-        total = np.asarray(vals, dtype=np.float64).reshape(())
+        total = xp.asarray(vals, dtype=xp.float64).reshape(())
         if op in ("max", "min"):
-            return total.copy(), np.array(True)
-        return total.copy(), (np.array(float(per_cell)) if op == "avg" else None)
-    grids = [np.broadcast_to(np.asarray(index_grid(e, order, ranges)), grid_shape) for e in lhs]
-    valid = np.ones(grid_shape, dtype=bool)
+            return xp.copy(total), xp.asarray(True)
+        return xp.copy(total), (xp.asarray(float(per_cell)) if op == "avg" else None)
+    grids = [xp.broadcast_to(xp.asarray(index_grid(e, order, ranges, xp)), grid_shape) for e in lhs]
+    valid = xp.ones(grid_shape, dtype=xp.bool_)
     for k, g in enumerate(grids):
         valid &= (g >= 0) & (g < shape[k])
     idx = tuple(g[valid] for g in grids)
     v = vals[valid]
     if op == "+":
-        acc = np.zeros(shape)
-        np.add.at(acc, idx, v)
+        acc = xp.zeros(shape)
+        xp.add.at(acc, idx, v)
         return acc, None
     if op in ("max", "min"):
-        acc = np.full(shape, -np.inf if op == "max" else np.inf)
-        (np.maximum if op == "max" else np.minimum).at(acc, idx, v)
-        touched = np.zeros(shape, dtype=bool)
+        acc = xp.full(shape, -np.inf if op == "max" else np.inf)
+        (xp.maximum if op == "max" else xp.minimum).at(acc, idx, v)
+        touched = xp.zeros(shape, dtype=xp.bool_)
         touched[idx] = True
         return acc, touched
-    acc, count = np.zeros(shape), np.zeros(shape)
-    np.add.at(acc, idx, v)
-    np.add.at(count, idx, float(per_cell))
+    acc, count = xp.zeros(shape), xp.zeros(shape)
+    xp.add.at(acc, idx, v)
+    xp.add.at(count, idx, float(per_cell))
     return acc, count

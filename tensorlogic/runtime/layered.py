@@ -5,7 +5,8 @@
 fixpoint is reached by computing layer 0, then layer 1 from it, and so on, each equation once per layer,
 instead of recomputing every layer in every round. `layer_schedule` recognises such a stratum (every
 recursive read uses the equation's layer variable at the tensor's layer position, shifted by 0 or 1, and
-the unshifted reads are acyclic); the executor falls back to plain iteration when it returns None.
+the unshifted reads are acyclic). A gradient program's adjoint recursion runs the other way
+(`Grad_X[i-1,k] = ... Grad_X[i,j]`): it is scheduled from the last layer down. The executor falls back to plain iteration when it returns None.
 """
 
 from __future__ import annotations
@@ -45,14 +46,19 @@ class LayerSchedule:
     steps: dict[str, list[LayerStep]]
     position: dict[str, int]  # each tensor's layer position
     layers: int  # number of layers to compute
+    direction: int = 1  # +1: layer 0 first (a forward pass); -1: the last layer first (its backward pass)
 
 
 def layer_schedule(st: Stratum, tensors, is_boolean) -> LayerSchedule | None:
     """A layer-by-layer schedule for the stratum, or None when it is not a layered recursion."""
     names = set(st.tensors)
-    if any(is_boolean(t) for t in names) or any(e.op != "+" or e.virtual_var for e in st.equations):
+    if any(is_boolean(t) for t in names) or any(e.virtual_var for e in st.equations):
         return None
+    for e in st.equations:  # max=/min=/avg= heads: one equation, no data, so each layer's cells are final
+        if e.op != "+" and (tensors[e.lhs].has_data or sum(x.lhs == e.lhs for x in st.equations) > 1):
+            return None
     position: dict[str, int] = {}
+    direction = 1
     # seed: an equation that reads the recursion one layer back (`X[i-1,k]` for `X[i,j]`, `S[b]` for `S[b+1]`)
     for e in st.equations:
         for k, p in enumerate(e.lhs_pos):
@@ -64,9 +70,10 @@ def layer_schedule(st: Stratum, tensors, is_boolean) -> LayerSchedule | None:
                     continue
                 for k2, p2 in enumerate(r.pos):
                     sh2 = _shift(p2.expr)
-                    if sh2 is not None and sh2[0] == sh[0] and sh[1] - sh2[1] == 1:
+                    if sh2 is not None and sh2[0] == sh[0] and abs(sh[1] - sh2[1]) == 1:
                         position.setdefault(e.lhs, k)
                         position.setdefault(r.tensor, k2)
+                        direction = sh[1] - sh2[1]
         if position:
             break
     if not position:
@@ -119,11 +126,11 @@ def layer_schedule(st: Stratum, tensors, is_boolean) -> LayerSchedule | None:
             delta = off - rs[1]
             if delta == 0:
                 same_layer.add_edge(r.tensor, e.lhs)
-            elif delta != 1:
+            elif delta != direction:
                 return None
         steps[e.lhs].append(LayerStep(e, var, off))
     if not nx.is_directed_acyclic_graph(same_layer):
         return None
     order = list(nx.lexicographical_topological_sort(same_layer, key=lambda t: st.tensors.index(t)))
     layers = max(tensors[t].shape[position[t]] for t in names)
-    return LayerSchedule(order, steps, position, layers)
+    return LayerSchedule(order, steps, position, layers, direction)
