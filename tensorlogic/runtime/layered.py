@@ -6,7 +6,8 @@ fixpoint is reached by computing layer 0, then layer 1 from it, and so on, each 
 instead of recomputing every layer in every round. `layer_schedule` recognises such a stratum (every
 recursive read uses the equation's layer variable at the tensor's layer position, shifted by 0 or 1, and
 the unshifted reads are acyclic). A gradient program's adjoint recursion runs the other way
-(`Grad_X[i-1,k] = ... Grad_X[i,j]`): it is scheduled from the last layer down. The executor falls back to plain iteration when it returns None.
+(`Grad_X[i-1,k] = ... Grad_X[i,j]`): it is scheduled from the last layer down. The executor falls back
+to plain iteration when it returns None.
 """
 
 from __future__ import annotations
