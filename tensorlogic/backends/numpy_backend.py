@@ -1,8 +1,17 @@
 """The numpy backend: dense arrays on the CPU, BLAS through `numpy.einsum` / `tensordot`.
 
-A backend is a small object: `xp` (the array namespace the runtime uses for indexing, broadcasting and
-reductions), `contract(subscripts, a, b)` for one pairwise contraction, and `functions`, the elementwise
-functions of LANGUAGE.md section 5. Other backends (torch, cupy) implement the same protocol.
+A backend is a small object:
+
+* `xp`, the array namespace the runtime (runtime/dense.py, runtime/executor.py) calls for every array
+  operation: numpy's own names (`zeros`, `where`, `transpose`, `broadcast_to`, `sum`, `add.at`, `errstate`,
+  `asarray(x, dtype=xp.float64)`, ...). Here it is the `numpy` module itself, so the numpy path costs nothing
+  extra; the torch backend supplies an object with the same names (`torch_backend.TorchNamespace`).
+* `contract(subscripts, a, b)` for one pairwise contraction, `functions` (the elementwise functions of
+  LANGUAGE.md section 5), `softmax`, `lnorm`, `sig_temperature`.
+* the boundary: `from_numpy` (data and initial values, relations made dense), `to_numpy` (what users see),
+  `sparse_matmul` (a scipy CSR relation times a dense array). `native` is True when arrays are numpy's.
+
+`get_backend(name, device, dtype)` makes one; torch is imported only when a torch backend is asked for.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ class NumpyBackend:
 
     name = "numpy"
     xp = np
+    native = True
+    device = "cpu"
 
     def __init__(self) -> None:
         self.functions: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -47,6 +58,16 @@ class NumpyBackend:
             "relu": lambda x: np.maximum(x, 0.0), "tanh": np.tanh, "exp": np.exp, "log": _log,
             "sqrt": _sqrt, "abs": np.abs, "sin": np.sin, "cos": np.cos,
         }
+
+    def from_numpy(self, a: np.ndarray) -> np.ndarray:
+        return a
+
+    def to_numpy(self, a: np.ndarray) -> np.ndarray:
+        return np.asarray(a)
+
+    def sparse_matmul(self, mat, arr: np.ndarray) -> np.ndarray:
+        """scipy sparse matrix @ dense 2-D array."""
+        return np.asarray(mat @ arr)
 
     def contract(self, subscripts: str, *operands: np.ndarray) -> np.ndarray:
         """One pairwise (or single-operand) contraction in einsum notation."""
@@ -72,10 +93,47 @@ class NumpyBackend:
         return _sig(np.asarray(x, dtype=np.float64) / t)
 
 
-def get_backend(name: str = "numpy") -> NumpyBackend:
-    """The backend called `name`. Only numpy exists so far; torch and cupy come with the learning issue."""
-    if name == "numpy":
-        return NumpyBackend()
+BACKENDS = ("numpy", "torch")
+
+
+def get_backend(name: str | object = "numpy", device: str | None = None, dtype: str | None = None):
+    """The backend called `name` ("numpy" or "torch"), on `device` ("cpu", "cuda", "cuda:1"; torch only) with
+    floats of `dtype` ("float64" by default, "float32"; torch only). A name may carry its device and dtype, as
+    a torch backend's `name` does ("torch:cuda:0", "torch:cuda:0:float32"), so `get_backend(b.name)` makes
+    the same backend again; a backend object is returned as it is."""
     from ..syntax.diagnostics import TLRuntimeError
 
-    raise TLRuntimeError(f"unknown backend '{name}'", hint="the available backend is: numpy")
+    if not isinstance(name, str):
+        return name
+    kind, _, rest = name.partition(":")
+    if rest:
+        parts = rest.split(":")
+        if parts[-1] in ("float32", "float64"):
+            dtype = dtype or parts.pop()
+        device = device or ":".join(parts) or None
+    if kind == "numpy":
+        if (device or "cpu") != "cpu":
+            raise TLRuntimeError(f"the numpy backend runs on the CPU only, not on '{device}'",
+                                 hint="use --backend torch for a GPU")
+        if (dtype or "float64") != "float64":
+            raise TLRuntimeError(f"the numpy backend computes in float64, not {dtype}")
+        return NumpyBackend()
+    if kind == "torch":
+        try:
+            from .torch_backend import TorchBackend
+        except ImportError as e:
+            raise TLRuntimeError(f"the torch backend needs PyTorch, which cannot be imported: {e}",
+                                 hint="pip install torch==2.13.0") from None
+        return TorchBackend(device, dtype)
+    raise TLRuntimeError(f"unknown backend '{name}'", hint=f"the available backends are: {', '.join(BACKENDS)}")
+
+
+def to_numpy(a: object) -> np.ndarray:
+    """Any backend's array (a torch tensor on any device included) as a numpy array."""
+    if isinstance(a, np.ndarray):
+        return a
+    if type(a).__module__.startswith("torch"):
+        from .torch_backend import tensor_to_numpy
+
+        return tensor_to_numpy(a)
+    return np.asarray(a)

@@ -4,12 +4,18 @@ A `Labeled` value is an array whose axes are named by index variables; axis `v` 
 `ranges[v][0] .. ranges[v][1]-1`. Reads gather from a tensor (slicing when they can, advanced indexing with
 zero padding when they must); products under a `Reduce` are contracted pairwise in the order the planner
 gives (`plan.contract.plan_join`), never as one einsum over all operands.
+
+Array-library neutral: every array operation goes through `xp`, the backend's array namespace (numpy's names;
+the `numpy` module itself on the numpy backend, `backends.torch_backend.TorchNamespace` on torch), so the same
+code runs on numpy arrays and torch tensors. Python operators (`+`, `*`, `//`, `<`, indexing) work on both.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,13 +54,26 @@ class Labeled:
     vars: tuple[str, ...]
 
 
-def align(x: Labeled, order: tuple[str, ...]) -> np.ndarray:
-    """x's array with axes permuted to `order` and size-1 axes for variables it lacks."""
-    arr = np.asarray(x.arr)
+def to_numpy(a: Any) -> np.ndarray:
+    """Any backend's array as a numpy array (what answers and users see)."""
+    if isinstance(a, np.ndarray):
+        return a
+    from ..backends.numpy_backend import to_numpy as convert
+
+    return convert(a)
+
+
+def align(x: Labeled, order: tuple[str, ...], xp: Any = None) -> Any:
+    """x's array with axes permuted to `order` and size-1 axes for variables it lacks, in the array namespace
+    `xp`; without `xp`, as a numpy array (for answers)."""
+    if xp is None:
+        xp, arr = np, to_numpy(x.arr)
+    else:
+        arr = xp.asarray(x.arr)
     if x.vars == order:
         return arr
     perm = [x.vars.index(v) for v in order if v in x.vars]
-    arr = np.transpose(arr, perm) if perm != list(range(len(perm))) else arr
+    arr = xp.transpose(arr, perm) if perm != list(range(len(perm))) else arr
     shape = [arr.shape[perm.index(x.vars.index(v))] if v in x.vars else 1 for v in order]
     return arr.reshape(shape)
 
@@ -68,7 +87,7 @@ def union_vars(*xs: Labeled) -> tuple[str, ...]:
     return tuple(out)
 
 
-def index_grid(e: IExpr, order: tuple[str, ...], ranges: dict[str, Range]) -> np.ndarray | int:
+def index_grid(e: IExpr, order: tuple[str, ...], ranges: dict[str, Range], xp: Any = np) -> Any:
     """Values of an index expression over the grid of `order` (broadcastable), or an int for a constant."""
     if isinstance(e, IConst):
         return e.value
@@ -76,19 +95,19 @@ def index_grid(e: IExpr, order: tuple[str, ...], ranges: dict[str, Range]) -> np
         lo, hi = ranges[e.name]
         shape = [1] * len(order)
         shape[order.index(e.name)] = hi - lo
-        return np.arange(lo, hi, dtype=np.int64).reshape(shape)
+        return xp.arange(lo, hi, dtype=xp.int64).reshape(shape)
     assert isinstance(e, IBin)
-    a, b = index_grid(e.left, order, ranges), index_grid(e.right, order, ranges)
+    a, b = index_grid(e.left, order, ranges, xp), index_grid(e.right, order, ranges, xp)
     if e.op == "+":
         return a + b
     if e.op == "-":
         return a - b
     if e.op == "/":
-        return np.floor_divide(a, b)
-    return np.mod(a, b)
+        return a // b  # floor division and a modulus with the divisor's sign, as numpy's and torch's
+    return a % b
 
 
-def gather(value: np.ndarray, pos: list[IExpr], ranges: dict[str, Range]) -> Labeled:
+def gather(value: Any, pos: list[IExpr], ranges: dict[str, Range], xp: Any = np) -> Labeled:
     """`value[pos...]` as a labelled array over the variables of `pos`; reads outside are 0."""
     order: list[str] = []
     for e in pos:
@@ -104,7 +123,7 @@ def gather(value: np.ndarray, pos: list[IExpr], ranges: dict[str, Range]) -> Lab
             n = value.shape[k]
             if isinstance(e, IConst):
                 if not 0 <= e.value < n:
-                    return Labeled(np.zeros([ranges[v][1] - ranges[v][0] for v in order_t]), order_t)
+                    return Labeled(xp.zeros([ranges[v][1] - ranges[v][0] for v in order_t]), order_t)
                 index.append(e.value)
             else:
                 lo, hi = ranges[e.name]
@@ -113,26 +132,27 @@ def gather(value: np.ndarray, pos: list[IExpr], ranges: dict[str, Range]) -> Lab
                 index.append(slice(lo, hi))
         else:
             return Labeled(value[tuple(index)], tuple(names))
-    grids = [index_grid(e, order_t, ranges) for e in pos]
+    grids = [index_grid(e, order_t, ranges, xp) for e in pos]
     shape = tuple(ranges[v][1] - ranges[v][0] for v in order_t)
-    full = [np.broadcast_to(np.asarray(g), shape) for g in grids]
-    valid = np.ones(shape, dtype=bool)
+    full = [xp.broadcast_to(xp.asarray(g), shape) for g in grids]
+    valid = xp.ones(shape, dtype=xp.bool_)
     for k, g in enumerate(full):
         valid &= (g >= 0) & (g < value.shape[k])
-    idx = tuple(np.clip(g, 0, max(0, value.shape[k] - 1)) for k, g in enumerate(full))
-    if value.size == 0:
-        return Labeled(np.zeros(shape), order_t)
-    out = np.where(valid, value[idx], 0.0)
+    idx = tuple(xp.clip(g, 0, max(0, value.shape[k] - 1)) for k, g in enumerate(full))
+    if 0 in value.shape:
+        return Labeled(xp.zeros(shape), order_t)
+    out = xp.where(valid, value[idx], 0.0)
     return Labeled(out, order_t)
 
 
 class DenseEvaluator:
     """Evaluates an IR expression densely, given tensor values and variable ranges."""
 
-    def __init__(self, backend, read_value: Callable[[Read], tuple[np.ndarray, list[IExpr]]],
+    def __init__(self, backend, read_value: Callable[[Read], tuple[Any, list[IExpr]]],
                  ranges: dict[str, Range],
                  user_functions: dict[str, Callable] | None = None, where: str = ""):
         self.backend = backend
+        self.xp = backend.xp  # the array namespace: numpy itself, or the backend's equivalent
         self.read_value = read_value
         self.ranges = ranges
         self.user_functions = user_functions or {}
@@ -144,19 +164,20 @@ class DenseEvaluator:
         self.steps: list = []  # contraction plans used, for TL_DEBUG=plan
         self.max_transient = 0  # bytes of the largest intermediate of a pairwise step
 
-    def full(self, x: Labeled, order: tuple[str, ...]) -> np.ndarray:
-        arr = align(x, order)
+    def full(self, x: Labeled, order: tuple[str, ...]) -> Any:
+        arr = align(x, order, self.xp)
         shape = tuple(self.ranges[v][1] - self.ranges[v][0] for v in order)
-        return np.broadcast_to(arr, shape)
+        return self.xp.broadcast_to(arr, shape)
 
     def eval(self, n: Node) -> Labeled:
+        xp = self.xp
         if isinstance(n, Read):
             return self.read(n)
         if isinstance(n, Const):
-            return Labeled(np.float64(n.value), ())
+            return Labeled(xp.asarray(float(n.value), dtype=xp.float64), ())
         if isinstance(n, IndexValue):
             lo, hi = self.ranges[n.var]
-            return Labeled(np.arange(lo, hi, dtype=np.float64), (n.var,))
+            return Labeled(xp.arange(lo, hi, dtype=xp.float64), (n.var,))
         if isinstance(n, Reduce):
             return self.reduce(n)
         if isinstance(n, Join):
@@ -166,7 +187,7 @@ class DenseEvaluator:
             order = union_vars(*xs)
             total = None
             for x, s in zip(xs, n.signs):
-                a = align(x, order)
+                a = align(x, order, xp)
                 total = (a if s > 0 else -a) if total is None else (total + a if s > 0 else total - a)
             return Labeled(total, order)
         if isinstance(n, Neg):
@@ -175,21 +196,19 @@ class DenseEvaluator:
         if isinstance(n, Pow):
             b, e = self.eval(n.base), self.eval(n.exponent)
             order = union_vars(b, e)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return Labeled(np.power(align(b, order), align(e, order)), order)
+            with xp.errstate(invalid="ignore", divide="ignore"):
+                return Labeled(xp.power(align(b, order, xp), align(e, order, xp)), order)
         if isinstance(n, Apply):
             return self.apply(n)
         if isinstance(n, Concat):
             return self.concat(n)
         if isinstance(n, Compare):
             order = tuple(dict.fromkeys(ix_vars(n.left) + ix_vars(n.right)))
-            a, b = index_grid(n.left, order, self.ranges), index_grid(n.right, order, self.ranges)
-            ops = {"!=": np.not_equal, "==": np.equal, "<": np.less, "<=": np.less_equal,
-                   ">": np.greater, ">=": np.greater_equal}
-            return Labeled(ops[n.op](a, b).astype(np.float64), order)
+            a, b = index_grid(n.left, order, self.ranges, xp), index_grid(n.right, order, self.ranges, xp)
+            return Labeled(xp.asarray(_COMPARE[n.op](a, b), dtype=xp.float64), order)
         if isinstance(n, Not):
             x = self.read(n.operand)
-            return Labeled((np.asarray(x.arr) <= 0).astype(np.float64), x.vars)
+            return Labeled(xp.asarray(xp.asarray(x.arr) <= 0, dtype=xp.float64), x.vars)
         raise TypeError(f"cannot evaluate {n!r}")
 
     def cache_key(self, n: Reduce) -> tuple | None:
@@ -205,7 +224,7 @@ class DenseEvaluator:
 
     def read(self, r: Read) -> Labeled:
         value, pos = self.read_value(r)
-        return gather(value, pos, self.ranges)
+        return gather(value, pos, self.ranges, self.xp)
 
     def reduce(self, n: Reduce) -> Labeled:
         if isinstance(n.operand, Join):
@@ -222,7 +241,7 @@ class DenseEvaluator:
         x = self.eval(n.operand)
         axes = tuple(x.vars.index(v) for v in n.over if v in x.vars)
         missing = [v for v in n.over if v not in x.vars]
-        arr = np.sum(x.arr, axis=axes) if axes else np.asarray(x.arr)
+        arr = self.xp.sum(x.arr, axis=axes) if axes else self.xp.asarray(x.arr)
         for v in missing:  # a summed variable the operand does not depend on multiplies by its range
             arr = arr * (self.ranges[v][1] - self.ranges[v][0])
         return Labeled(arr, tuple(v for v in x.vars if v not in n.over))
@@ -246,12 +265,13 @@ class DenseEvaluator:
             if b not in other.vars or a in other.vars:
                 return None
             rest = tuple(v for v in other.vars if v != b)
-            arr = np.asarray(align(other, (b,) + rest), dtype=np.float64)
-            res = np.asarray(mat @ arr.reshape(arr.shape[0], -1)).reshape((mat.shape[0],) + arr.shape[1:])
-            res = Labeled(res, (a,) + rest)
+            xp = self.xp
+            arr = xp.asarray(align(other, (b,) + rest, xp), dtype=xp.float64)
+            prod = self.backend.sparse_matmul(mat, arr.reshape(arr.shape[0], -1))
+            res = Labeled(prod.reshape((mat.shape[0],) + tuple(arr.shape[1:])), (a,) + rest)
             extra = tuple(v for v in over if v != b and v in res.vars)
             if extra:
-                res = Labeled(np.sum(res.arr, axis=tuple(res.vars.index(v) for v in extra)),
+                res = Labeled(xp.sum(res.arr, axis=tuple(res.vars.index(v) for v in extra)),
                               tuple(v for v in res.vars if v not in extra))
             return res
         return None
@@ -261,12 +281,13 @@ class DenseEvaluator:
             res = self.sparse_matmul(n, tuple(over))
             if res is not None:
                 return res
+        xp = self.xp
         xs: list[Labeled] = []
         for f, d in zip(n.factors, n.divides):
             x = self.eval(f)
             if d:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    x = Labeled(1.0 / np.asarray(x.arr, dtype=np.float64), x.vars)
+                with xp.errstate(divide="ignore", invalid="ignore"):
+                    x = Labeled(1.0 / xp.asarray(x.arr, dtype=xp.float64), x.vars)
             xs.append(x)
         over = tuple(over or ())
         allv = union_vars(*xs)
@@ -278,7 +299,7 @@ class DenseEvaluator:
         if len(xs) == 1:
             x = xs[0]
             axes = tuple(x.vars.index(v) for v in over if v in x.vars)
-            arr = np.sum(x.arr, axis=axes) if axes else x.arr
+            arr = xp.sum(x.arr, axis=axes) if axes else x.arr
             return Labeled(arr * scale if scale != 1 else arr, tuple(v for v in x.vars if v not in over))
         sizes = {v: self.ranges[v][1] - self.ranges[v][0] for v in allv}
         plan = cached_plan_join([x.vars for x in xs], out, sizes)
@@ -290,17 +311,18 @@ class DenseEvaluator:
             letters = _letters(tuple(dict.fromkeys(a.vars + b.vars)))
             sub = (f"{''.join(letters[v] for v in a.vars)},{''.join(letters[v] for v in b.vars)}"
                    f"->{''.join(letters[v] for v in step.output)}")
-            res = self.backend.contract(sub, np.asarray(a.arr, dtype=np.float64), np.asarray(b.arr, dtype=np.float64))
+            res = self.backend.contract(sub, xp.asarray(a.arr, dtype=xp.float64), xp.asarray(b.arr, dtype=xp.float64))
             for k in sorted((i, j), reverse=True):
                 ops.pop(k)
             ops.append(Labeled(res, tuple(step.output)))
-            self.max_transient = max(self.max_transient, int(np.asarray(res).nbytes))
+            self.max_transient = max(self.max_transient, int(res.nbytes))
         result = ops[-1]
         if scale != 1:
             result = Labeled(result.arr * scale, result.vars)
         return result
 
     def apply(self, n: Apply) -> Labeled:
+        xp = self.xp
         if n.func in ("softmax", "lnorm"):
             x = self.eval(n.args[0])
             v = n.norm_var
@@ -308,24 +330,24 @@ class DenseEvaluator:
                 x = Labeled(self.full(x, x.vars + (v,)), x.vars + (v,))
             axis = x.vars.index(v)
             fn = self.backend.softmax if n.func == "softmax" else self.backend.lnorm
-            return Labeled(fn(np.asarray(x.arr, dtype=np.float64), axis), x.vars)
+            return Labeled(fn(xp.asarray(x.arr, dtype=xp.float64), axis), x.vars)
         if n.func == "sig" and len(n.args) == 2:
             x, t = self.eval(n.args[0]), self.eval(n.args[1])
             if t.vars:
                 raise TLRuntimeError(f"the temperature of sig must be a scalar in {self.where}", n.span)
-            return Labeled(self.backend.sig_temperature(np.asarray(x.arr, dtype=np.float64), float(t.arr)),
+            return Labeled(self.backend.sig_temperature(xp.asarray(x.arr, dtype=xp.float64), float(t.arr)),
                            x.vars)
         xs = [self.eval(a) for a in n.args]
         if n.func in self.backend.functions:
             x = xs[0]
-            return Labeled(self.backend.functions[n.func](np.asarray(x.arr, dtype=np.float64)), x.vars)
+            return Labeled(self.backend.functions[n.func](xp.asarray(x.arr, dtype=xp.float64)), x.vars)
         fn = self.user_functions[n.func]
         order = union_vars(*xs)
-        try:
-            res = fn(*[align(x, order) for x in xs])
+        try:  # a Python function gets and returns numpy arrays, whatever the backend
+            res = np.asarray(fn(*[align(x, order) for x in xs]), dtype=np.float64)
         except Exception as e:  # a user's function failed: say which, where
             raise TLRuntimeError(f"the function '{n.func}' raised {type(e).__name__}: {e}", n.span) from None
-        return Labeled(np.asarray(res, dtype=np.float64), order)
+        return Labeled(res if self.backend.native else self.backend.from_numpy(res), order)
 
     def concat(self, n: Concat) -> Labeled:
         x = self.eval(n.operand)
@@ -337,6 +359,10 @@ class DenseEvaluator:
         return Labeled(merged, rest + (n.into,))
 
 
+_COMPARE = {"!=": operator.ne, "==": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+            ">=": operator.ge}
+
+
 def _letters(vs: tuple[str, ...]) -> dict[str, str]:
     alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     if len(vs) > len(alphabet):
@@ -344,4 +370,4 @@ def _letters(vs: tuple[str, ...]) -> dict[str, str]:
     return {v: alphabet[k] for k, v in enumerate(vs)}
 
 
-__all__ = ["DenseEvaluator", "Labeled", "align", "gather", "index_grid", "expr_str"]
+__all__ = ["DenseEvaluator", "Labeled", "align", "gather", "index_grid", "expr_str", "to_numpy"]
