@@ -1,6 +1,6 @@
 """The `tl` command: run, check, show, graph.
 
-    tl run FILE [--json] [--backend numpy]    run a program and print its queries' answers
+    tl run FILE [--json] [--backend numpy|torch --device cpu|cuda]   run a program, print its queries' answers
     tl check FILE                             report every syntax and analysis error
     tl show --ast|--ir FILE                   print the parsed or lowered program
     tl graph FILE [--out g.dot]               the dataflow graph as DOT (SVG/PNG when Graphviz is installed)
@@ -31,12 +31,12 @@ from .plan.program import to_dot as plan_to_dot
 from .syntax.diagnostics import TLError
 
 
-def _load(path: str, backend: str = "numpy", memory_budget: str | None = None) -> Program:
-    return load(path, backend=backend, memory_budget=memory_budget)
+def _load(path: str, backend: str = "numpy", memory_budget: str | None = None, device: str | None = None) -> Program:
+    return load(path, backend=backend, memory_budget=memory_budget, device=device)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    prog = _load(args.file, args.backend, args.memory_budget)
+    prog = _load(args.file, args.backend, args.memory_budget, args.device)
     if getattr(args, "load", None):
         prog.load_params(args.load)
     answers = prog.run()
@@ -150,7 +150,7 @@ def _loss_name(prog: Program, given: str | None) -> str:
 
 
 def cmd_grad(args: argparse.Namespace) -> int:
-    prog = _load(args.file, args.backend)
+    prog = _load(args.file, args.backend, device=args.device)
     prog.seed = args.seed
     if args.load:
         prog.load_params(args.load)
@@ -164,7 +164,7 @@ def cmd_grad(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    prog = _load(args.file, args.backend)
+    prog = _load(args.file, args.backend, device=args.device)
     prog.seed = args.seed
     if args.load:
         prog.load_params(args.load)
@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a program and print its queries' answers")
     r.add_argument("file")
     r.add_argument("--json", action="store_true", help="one JSON object per query, in program order")
-    r.add_argument("--backend", default="numpy", help="numpy (default)")
+    r.add_argument("--backend", default="numpy", help="numpy (default) or torch")
+    r.add_argument("--device", help="torch backend: cpu (default), cuda, cuda:N")
     r.add_argument("--stats", action="store_true", help="print each stratum's evaluation (rounds, stop reason)")
     r.add_argument("--memory-budget", help="refuse to run when the plan's peak memory exceeds this (e.g. 1GB)")
     r.add_argument("--load", help="run with learned parameters from an .npz file (tl train --save)")
@@ -224,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     gd.add_argument("--out", help="write the program to this file instead of stdout")
     gd.add_argument("--seed", type=int, default=0)
     gd.add_argument("--backend", default="numpy")
+    gd.add_argument("--device", help="torch backend: cpu (default), cuda, cuda:N")
     gd.set_defaults(fn=cmd_grad)
     t = sub.add_parser("train", help="learn a program's parameters by minimising its loss")
     t.add_argument("file")
@@ -240,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", help="draw the loss curve to this file (.png, .svg, .pdf)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--backend", default="numpy")
+    t.add_argument("--device", help="torch backend: cpu (default), cuda, cuda:N")
     t.set_defaults(fn=cmd_train)
     pl = sub.add_parser("plan", help="print each equation's contraction order, FLOPs, memory and the peak")
     pl.add_argument("file")
