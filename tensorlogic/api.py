@@ -76,6 +76,7 @@ class Program:
         self.last_loss: float | None = None
         self._grad_programs: dict = {}
         self._strata_cache: tuple = (None, {})
+        self._renames: dict[str, str] = {}  # with `set history = 1`: a state's initial data is <state>_Init
 
     # ------------------------------------------------------------ stages
     def register_function(self, name: str, fn: Callable[..., np.ndarray]) -> None:
@@ -90,6 +91,11 @@ class Program:
                     if getattr(st, "lhs", getattr(st, "atom", None)).name not in self._inputs]
         low.equations = [eq for eq in low.equations  # `W = 0.5` is data too
                          if not (eq.lhs in self._inputs and not eq.lhs_pos and isinstance(eq.rhs, Const))]
+        self._renames = {}
+        if low.settings.get("history"):  # virtual indices keep every step (gradient programs; BPTT)
+            from .autodiff.history import keep_history
+
+            self._renames = keep_history(low)
         if self.learning:
             from .learn.trainer import parameter_candidates
 
@@ -107,13 +113,14 @@ class Program:
         if sig is not None and sig == self._signature and self._analyzed is not None:
             for name, value in inputs.items():
                 if isinstance(value, np.ndarray):
-                    self._analyzed.data[name] = np.asarray(value, dtype=np.float64)
+                    self._analyzed.data[self._renames.get(name, name)] = np.asarray(value, dtype=np.float64)
             self._inputs = dict(inputs)
             self._executor = None
             return self._analyzed
         self._inputs = dict(inputs)
         lowered = self.lowered()
-        self._analyzed = analyze(lowered, self._inputs, self.base_dir)
+        given = {self._renames.get(k, k): v for k, v in self._inputs.items()}
+        self._analyzed = analyze(lowered, given, self.base_dir)
         self._signature = sig
         self._executor = None
         return self._analyzed
@@ -185,13 +192,16 @@ class Program:
         """The gradient program as `.tl` source: the forward statements, `Grad_<loss> = 1`, the gradient
         equations and a query per gradient (what `tl grad` prints)."""
         from .autodiff.program import gradient_source
-        from .learn.trainer import check_loss, parameters
+        from .learn.trainer import check_loss, differentiable, parameters
 
         names = list(wrt) if wrt is not None else parameters(self, set(values))
         self.learning = True
-        self.analyze(**{**self.params, **values})
+        values = {**self.params, **values}
+        self.analyze(**values)
         check_loss(self.analyzed, loss)
-        return gradient_source(self.source, self.ast, self.file, self.analyzed, [loss], names).text
+        src = differentiable(self, values)
+        names = [src._renames.get(n, n) for n in names]
+        return gradient_source(src.source, src.ast, src.file, src.analyzed, [loss], names).text
 
     def train(self, loss: str = "Loss", epochs: int = 100, lr: float = 0.01, optimizer: str = "adam",
               wrt: list[str] | None = None, progress: bool = False, save: str | Path | None = None,

@@ -303,3 +303,22 @@ def test_errors_are_clear():
         prog.grad("Y", ["X"], X=np.ones(3))
     with pytest.raises(tl.TLError, match="no tensor 'Nope'"):
         tl.Program("L = X[i]\n").grad("L", ["Nope"], X=np.ones(3))
+
+
+def test_rnn_backpropagation_through_time():
+    """The virtual index *t keeps only the current state; its gradient program keeps every step
+    (`set history = 1`) and backpropagates through time."""
+    rng = np.random.default_rng(8)
+    W, V, U, w_out = rng.normal(size=(3, 3)), rng.normal(size=(3, 3)), rng.normal(size=(3, 5)), rng.normal(size=3)
+    x0 = rng.normal(size=3)
+    prog = example_program("rnn", "Loss = (Y - 0.3)^2")
+    vals = {"W": W, "V": V, "U": U, "WOut": w_out, "X": x0}
+
+    def loss_fn(ts):
+        x = ts["X"]
+        for t in range(5):
+            x = torch.sigmoid(ts["W"] @ x + ts["V"] @ ts["U"][:, t])
+        return (torch.sigmoid(ts["WOut"] @ x) - 0.3) ** 2
+
+    check(prog, loss_fn, vals, ["W", "V", "U", "WOut", "X"])
+    assert "set history = 1" in prog.grad_source("Loss", ["W"], **vals)

@@ -64,14 +64,34 @@ def check_loss(a: Any, loss: str) -> None:
                              hint=f"sum it: Total = {loss}[...] with every index summed")
 
 
-def gradient_program(prog: Any, loss: str, wrt: list[str], seeded: bool = True) -> tuple[Any, GradientSource]:
+def differentiable(prog: Any, values: dict[str, Any]) -> Any:
+    """The program itself, or for a program with virtual indices its twin with `set history = 1` (every step
+    kept, for backpropagation through time), analysed with `values`."""
+    if not any(eq.virtual_var for eq in prog.analyzed.equations):
+        return prog
+    cache = prog._grad_programs
+    if "history" not in cache:
+        from ..api import Program
+
+        twin = Program(prog.source.rstrip("\n") + "\nset history = 1\n", prog.file, base_dir=prog.base_dir,
+                       backend=prog.backend.name, functions=prog.functions, seed=prog.seed)
+        twin.learning = prog.learning
+        cache["history"] = twin
+    twin = cache["history"]
+    twin.analyze(**values)
+    return twin
+
+
+def gradient_program(prog: Any, loss: str, wrt: list[str], seeded: bool = True,
+                     values: dict[str, Any] | None = None) -> tuple[Any, GradientSource]:
     """The Program computing d(loss)/d(wrt), cached on `prog` per (loss, wrt)."""
     key = (loss, tuple(wrt), seeded)
     cache = prog._grad_programs
     if key not in cache:
         from ..api import Program
 
-        gs = gradient_source(prog.source, prog.ast, prog.file, prog.analyzed, [loss], list(wrt),
+        src = differentiable(prog, values or {})
+        gs = gradient_source(src.source, src.ast, src.file, src.analyzed, [loss], list(wrt),
                              seed_scalars=seeded, queries=False)
         gp = Program(gs.text, prog.file, base_dir=prog.base_dir, backend=prog.backend.name,
                      functions=prog.functions, seed=prog.seed)
@@ -90,14 +110,15 @@ def program_grad(prog: Any, loss: str, wrt: list[str] | None, values: dict[str, 
     for n in names:
         if n not in a.tensors:
             raise TLRuntimeError(f"no tensor '{n}' in the program to differentiate with respect to")
-    gp, gs = gradient_program(prog, loss, names)
     given = dict(values)
     for n, v in initial_values(prog, [n for n in names if n not in given]).items():
         given[n] = v
+    renames = differentiable(prog, given)._renames  # a state's initial value is <state>_Init with history
+    gp, gs = gradient_program(prog, loss, [renames.get(n, n) for n in names], values=given)
     gp.run(**given)
     out = {}
     for n in names:
-        g = gs.grad_name(n)
+        g = gs.grad_name(renames.get(n, n))
         shape = a.tensors[n].storage_shape
         out[n] = fit_shape(gp[g], shape) if g is not None and g in gp.analyzed.tensors else np.zeros(shape)
     prog.last_loss = float(np.asarray(gp[loss]))
@@ -226,12 +247,15 @@ def program_vjp(prog: Any, outputs: list[str], wrt: list[str], values: dict[str,
     if key not in cache:
         from ..api import Program
 
-        gs = gradient_source(prog.source, prog.ast, prog.file, a, list(outputs), list(wrt), seed_scalars=False,
-                             queries=False)
+        src = differentiable(prog, values)
+        gs = gradient_source(src.source, src.ast, src.file, src.analyzed, list(outputs),
+                             [src._renames.get(n, n) for n in wrt],
+                             seed_scalars=False, queries=False)
         gp = Program(gs.text, prog.file, base_dir=prog.base_dir, backend=prog.backend.name,
                      functions=prog.functions, seed=prog.seed)
         cache[key] = (gp, gs)
     gp, gs = cache[key]
+    renames = differentiable(prog, values)._renames
     given = dict(values)
     for o in outputs:
         shape = a.tensors[o].storage_shape
@@ -239,7 +263,7 @@ def program_vjp(prog: Any, outputs: list[str], wrt: list[str], values: dict[str,
     gp.run(**given)
     out = {}
     for n in wrt:
-        g = gs.grad_name(n)
+        g = gs.grad_name(renames.get(n, n))
         shape = a.tensors[n].storage_shape
         out[n] = fit_shape(gp[g], shape) if g is not None and g in gp.analyzed.tensors else np.zeros(shape)
     return out

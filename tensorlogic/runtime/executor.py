@@ -102,7 +102,7 @@ class Executor:
         shape = t.storage_shape
         data = self.prog.data.get(name)
         if isinstance(data, np.ndarray):
-            return data.astype(np.float64, copy=True)
+            return data.astype(np.float64, copy=False)  # initial() copies what equations will write
         if isinstance(data, TupleSet):
             if data.weights is None:
                 rel = Relation.from_tuples(data.ids, t.arity - (t.virtual_axis is not None), shape)
