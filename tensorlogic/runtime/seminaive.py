@@ -102,6 +102,8 @@ _BIT_BITMAP_MAX = 1 << 31
 _PRODUCT_ROUND = 1 << 17
 # ... and switches to a byte-per-cell bitmap (unsorted keys, no grouping) when the key space is at most this.
 _BYTE_BITMAP_ROUNDS = 1 << 28
+# Known facts are a sorted array until there is one per this many cells of the key space, then a bitmap.
+_SPARSE_BITS = 8192
 
 
 @dataclass
@@ -280,6 +282,55 @@ class _Bits:
         self.bits[byte[starts]] |= np.bitwise_or.reduceat(val, starts)
 
 
+class _Known:
+    """The known facts of a chain fixpoint as keys in [0, ext): a sorted array (binary searches, a merge per
+    round) while they are few next to the key space, then a `_Bits` bitmap. Touching a fresh memory page
+    costs microseconds (tens of them in some sandboxes), so a bitmap pays only once the facts are dense
+    enough to share its pages: from one fact per `_SPARSE_BITS` cells on."""
+
+    def __init__(self, ext: int, keys: np.ndarray) -> None:
+        self.ext = ext
+        self.sorted: np.ndarray | None = keys
+        self.bits: _Bits | None = None
+        self._switch()
+
+    def _switch(self) -> None:
+        if self.sorted is not None and self.sorted.shape[0] * _SPARSE_BITS >= self.ext:
+            self.bits = _Bits(self.ext, self.sorted)
+            self.sorted = None
+
+    @property
+    def packed(self) -> bool:
+        return self.bits is None or self.bits.packed
+
+    def unpack(self) -> None:
+        if self.bits is None:
+            self.bits = _Bits(self.ext, self.sorted)
+            self.sorted = None
+        self.bits.unpack()
+
+    def test(self, keys: np.ndarray) -> np.ndarray:
+        if self.bits is not None:
+            return self.bits.test(keys)
+        known = self.sorted
+        if known.shape[0] == 0:
+            return np.zeros(keys.shape[0], dtype=bool)
+        idx = np.searchsorted(known, keys)
+        np.minimum(idx, known.shape[0] - 1, out=idx)
+        return known[idx] == keys
+
+    def add(self, keys: np.ndarray) -> None:
+        """Add distinct keys not known yet (sorted while the bitmap is packed or not built)."""
+        if self.bits is not None:
+            self.bits.add(keys)
+            return
+        self.sorted = np.sort(np.concatenate([self.sorted, keys.astype(self.sorted.dtype)]), kind="stable")
+        self._switch()
+
+    def keys(self) -> np.ndarray:
+        return self.bits.keys() if self.bits is not None else self.sorted.astype(np.int64, copy=False)
+
+
 def chain_fixpoint(name: str, chains: list[_Chain], full: Relation, delta: Relation, rounds: int,
                    debug: bool) -> tuple[Relation, int, int]:
     """Continue the fixpoint from `delta` (new in the last round) with chain rules: (full relation, rounds,
@@ -288,7 +339,7 @@ def chain_fixpoint(name: str, chains: list[_Chain], full: Relation, delta: Relat
     first needed)."""
     n0, n1 = full.shape
     runs = [full._get_keys()]
-    bits = _Bits(n0 * n1, runs[0])
+    bits = _Known(n0 * n1, runs[0])
     k = delta._get_keys().astype(np.int32)  # keys < n0 * n1 <= 2**31: int32 halves the bytes sorted and moved
     derived = 0
     sorted_runs = True
@@ -338,6 +389,6 @@ def chain_fixpoint(name: str, chains: list[_Chain], full: Relation, delta: Relat
         if debug:
             print(f"[fixpoint] round {rounds}: {name}: +{k.shape[0]}", file=sys.stderr)
     total = sum(int(r.shape[0]) for r in runs)
-    if n0 * n1 <= 64 * total or not sorted_runs:  # a scan of the bitmap gives the keys in order
+    if bits.bits is None or n0 * n1 <= 64 * total or not sorted_runs:  # the known keys, in order
         return Relation._make(full.shape, keys=bits.keys()), rounds, derived
     return Relation._make(full.shape, runs=tuple(r.astype(np.int64, copy=False) for r in runs)), rounds, derived
