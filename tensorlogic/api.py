@@ -206,14 +206,17 @@ class Program:
     def train(self, loss: str = "Loss", epochs: int = 100, lr: float = 0.01, optimizer: str = "adam",
               wrt: list[str] | None = None, progress: bool = False, save: str | Path | None = None,
               plot: str | Path | None = None, callback: Callable[[int, float], None] | None = None,
-              options: dict[str, float] | None = None, **data: Any) -> list[float]:
+              options: dict[str, float] | None = None, batch_size: int | None = None,
+              **data: Any) -> list[float]:
         """Learn the parameters (tensors declared learnable or never defined; or `wrt`) by minimising the
         scalar `loss` with `optimizer` (sgd, momentum, adam, adamw); returns the loss of each epoch. The
         learned values stay in `prog.params` and are used by later runs; `save` writes them after every
-        epoch (atomically) and `plot` draws the loss curve."""
+        epoch (atomically) and `plot` draws the loss curve. With `batch_size`, each epoch takes one step per
+        minibatch of the examples indexed by a virtual index (`X[*e, i]`; see tensorlogic/learn/batches.py)."""
         from .learn.trainer import train
 
-        return train(self, loss, epochs, lr, optimizer, wrt, progress, save, plot, callback, options, data)
+        return train(self, loss, epochs, lr, optimizer, wrt, progress, save, plot, callback, options, data,
+                     batch_size)
 
     def save_params(self, path: str | Path) -> None:
         from .learn.trainer import save_params

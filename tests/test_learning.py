@@ -186,3 +186,37 @@ def test_cli_train_errors_are_clear(tmp_path):
     (tmp_path / "q.tl").write_text("Y = X[i]\nX = [1.0, 2.0]\n")
     r = run_tl("train", str(tmp_path / "q.tl"), "--loss", "Y")
     assert r.returncode == 1 and "no parameters" in r.stderr
+
+
+def test_minibatches_over_a_virtual_example_index():
+    """--batch-size: one Adam step per batch of the examples (read with *e), shuffled once per epoch from the
+    program's seed; checked against the same loop written in torch."""
+    rng = np.random.default_rng(5)
+    x, t = rng.normal(size=(10, 3)), rng.normal(size=10)
+    prog = tl.Program("tensor W[3] learnable\nY[e] = W[i] X[*e, i]\nLoss = (Y[e] - T[*e])^2\n", seed=4)
+    w0 = tl.Program("tensor W[3] learnable\nW?\n", seed=4)
+    w0.run()
+    history = prog.train("Loss", epochs=3, lr=0.1, batch_size=4, X=x, T=t)
+    w = torch.tensor(w0["W"], requires_grad=True)
+    opt = torch.optim.Adam([w], lr=0.1)
+    order_rng = np.random.default_rng(4)
+    ref_history = []
+    for _ in range(3):
+        total = 0.0
+        order = order_rng.permutation(10)
+        for k in range(0, 10, 4):
+            idx = order[k:k + 4]
+            opt.zero_grad()
+            loss = ((torch.tensor(x[idx]) @ w - torch.tensor(t[idx])) ** 2).sum()
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        ref_history.append(total)
+    np.testing.assert_allclose(history, ref_history, rtol=1e-10)
+    np.testing.assert_allclose(prog.params["W"], w.detach().numpy(), rtol=1e-10)
+
+
+def test_batch_size_without_example_index_is_an_error():
+    prog = tl.Program("tensor W[3] learnable\nLoss = (W[i] X[i])^2\n")
+    with pytest.raises(tl.TLError, match="example index"):
+        prog.train("Loss", epochs=1, batch_size=2, X=np.ones(3))

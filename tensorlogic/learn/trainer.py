@@ -176,8 +176,10 @@ def plot_losses(path: str | Path, history: list[float], title: str = "training l
 def train(prog: Any, loss: str = "Loss", epochs: int = 100, lr: float = 0.01, optimizer: str = "adam",
           wrt: list[str] | None = None, progress: bool = True, save: str | Path | None = None,
           plot: str | Path | None = None, callback: Callable[[int, float], None] | None = None,
-          options: dict[str, float] | None = None, data: dict[str, Any] | None = None) -> list[float]:
-    """Minimise the scalar `loss` over the parameters; returns the loss of every epoch (before its step)."""
+          options: dict[str, float] | None = None, data: dict[str, Any] | None = None,
+          batch_size: int | None = None) -> list[float]:
+    """Minimise the scalar `loss` over the parameters; returns the loss of every epoch (before its step; with
+    minibatches, the sum of the batches' losses, each before its step)."""
     if epochs < 0:
         raise TLRuntimeError(f"the number of epochs must be at least 0, not {epochs}")
     data = dict(data or {})
@@ -190,6 +192,12 @@ def train(prog: Any, loss: str = "Loss", epochs: int = 100, lr: float = 0.01, op
     params = {n: np.array(v, dtype=np.float64) for n, v in initial_values(prog, names).items()}
     opt = make_optimizer(optimizer, lr, **(options or {}))
     history: list[float] = []
+    plan = None
+    if batch_size is not None:
+        from .batches import batch_plan, batch_values, epoch_batches
+
+        plan = batch_plan(prog.analyzed, data, batch_size)
+        rng = np.random.default_rng(prog.seed)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -197,13 +205,20 @@ def train(prog: Any, loss: str = "Loss", epochs: int = 100, lr: float = 0.01, op
         bar = tqdm(total=epochs, desc="training", unit="epoch", file=sys.stderr, dynamic_ncols=True)
     try:
         for epoch in range(epochs):
-            grads = program_grad(prog, loss, names, {**data, **params})
-            value = prog.last_loss
+            if plan is None:
+                grads = program_grad(prog, loss, names, {**data, **params})
+                value = prog.last_loss
+                opt.step(params, grads)
+            else:
+                value = 0.0
+                for idx in epoch_batches(plan[2], batch_size, rng):
+                    grads = program_grad(prog, loss, names, {**data, **batch_values(plan[0], plan[1], idx), **params})
+                    value += prog.last_loss
+                    opt.step(params, grads)
             if not np.isfinite(value):
                 raise TLRuntimeError(f"the loss became {value} at epoch {epoch + 1}",
                                      hint="lower the learning rate (--lr)")
             history.append(value)
-            opt.step(params, grads)
             prog.params.update({n: p.copy() for n, p in params.items()})
             if save is not None:
                 save_params(save, params, {"epoch": epoch + 1, "history": history})
