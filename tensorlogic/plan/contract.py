@@ -49,6 +49,8 @@ those of one slice (the sliced labels are absent from them), and ``flops`` is th
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -179,6 +181,21 @@ def _prod(sizes: dict[str, int], labels: Iterable[str]) -> int:
 
 def _unique(labels: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(labels))
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """Suspend the cyclic garbage collector while a search runs: the searches allocate many small objects
+    (and free them by reference counting), which otherwise triggers collections of the whole heap that can
+    cost more than a fast-mode plan itself."""
+    enabled = gc.isenabled()
+    if enabled:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -414,7 +431,8 @@ def plan_join(
     net = Network(terms, out, clean)
     estimator = TupleEstimator(net, nnz_clean) if nnz_clean is not None else None
     sparse = estimator is not None
-    tree, algorithm = search(net, obj, effort, time_budget, seed, estimator)
+    with _no_gc():
+        tree, algorithm = search(net, obj, effort, time_budget, seed, estimator)
     plan = _plan_from_tree(terms, out, clean, net, tree, algorithm, minimize, estimator)
     if memory_limit is None or plan.largest_intermediate <= memory_limit:
         return plan

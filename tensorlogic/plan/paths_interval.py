@@ -137,11 +137,11 @@ def interval_dp(
     if limit is None:
         limit = inf
     for length in range(2, n + 1):
-        if steps > limit:
-            if work is not None:
-                work[0] += steps
-            return None
         for i in range(n - length + 1):
+            if steps > limit:
+                if work is not None:
+                    work[0] += steps
+                return None
             j = i + length - 1
             u = uni[i] | masks[j]
             uni[i] = u
@@ -239,8 +239,9 @@ def refine(
 ) -> Tree:
     """Best tree found by interval DPs over leaf orders of the best tree so far: the guided order first, then
     alternately randomly flipped orders and guided orders with random reversals.  At most ``rounds`` rounds;
-    stops early after ``patience`` rounds without gain or once ``work`` split points have been examined
-    (added to ``used[0]``), or at ``deadline`` (a ``time.perf_counter()`` value)."""
+    stops early after ``patience`` rounds without gain, once ``work`` split points have been examined (added
+    to ``used[0]``; a round that would overrun it is abandoned, and none is started with less left than the
+    last one took), or at ``deadline`` (a ``time.perf_counter()`` value)."""
     net = tree.net
     if net.n < 3:
         return tree
@@ -248,9 +249,10 @@ def refine(
     score = tree.score(obj)
     stale = 0
     done = [0]
+    last = 0
     for r in range(rounds):
-        if work is not None and done[0] >= work:
-            break
+        if work is not None and work - done[0] <= last:
+            break  # (not enough left for a round like the last one)
         if deadline is not None and time.perf_counter() > deadline:
             break
         if r == 0:
@@ -259,10 +261,10 @@ def refine(
             order = leaf_order(best, rng, 0.5)
         else:
             order = guided_order(best, rng, 0.2)
-        # on large networks a round may overrun what is left of ``work`` by at most 2 n^2 split points (about
-        # what a round on a sparse network costs); small networks always finish their round
-        limit = None if work is None or net.n <= 64 else max(work - done[0], 2 * net.n * net.n)
+        before = done[0]
+        limit = None if work is None else work - done[0]
         res = interval_dp(net, [net.masks[i] for i in order], net.out, obj, score[0], done, limit)
+        last = done[0] - before
         if res is not None and res[0] < score:
             ids = list(order)
             new = Tree(net)

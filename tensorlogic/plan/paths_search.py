@@ -52,12 +52,13 @@ FAST_TRIALS = 4
 FAST_RANKS = ("delta",)
 FAST_RANKS_LARGE = ("flops", "delta")
 FAST_SMALL_N = 30
-FAST_INTERVAL_WORK = 3_000
-FAST_INTERVAL_WORK_LARGE = 150_000
+FAST_INTERVAL_WORK = 6_000
+FAST_INTERVAL_WORK_LARGE = 400_000
 FAST_INTERVAL_ROUNDS = 40
 FAST_INTERVAL_PATIENCE = 4
 FAST_INTERVAL_STARTS = 3
-FAST_INTERVAL_MAX_N = 600
+FAST_INTERVAL_MAX_N = 128
+FAST_INTERVAL_MULTI_MAX_N = 64
 HIGH_RANKS = ("flops", "delta", "size")
 FAST_RECONF_K = 5
 FAST_RECONF_K_OUTER = 5
@@ -219,20 +220,49 @@ def _fast_search(net: Network, obj: Objective, rng: random.Random, pool: _Best, 
             temperature = math.exp(rng.uniform(math.log(0.001), math.log(1.0)))
             pairs = greedy_ssa(net, "costmod", rng=rng, temperature=temperature, costmod=costmod)
             pool.add_pairs(pairs, "random greedy")
-    if n <= FAST_INTERVAL_MAX_N:
-        work = FAST_INTERVAL_WORK if small else FAST_INTERVAL_WORK_LARGE
-        starts = [(tree, algorithm) for _, _, tree, algorithm in pool.pool[:FAST_INTERVAL_STARTS]]
-        used = [0]
-        for k, (tree, algorithm) in enumerate(starts):
-            share = (work - used[0]) // (len(starts) - k)
-            better = refine(
-                tree, obj, rng, FAST_INTERVAL_ROUNDS, patience=FAST_INTERVAL_PATIENCE, work=share, used=used
-            )
-            if better is not tree:
-                pool.add(better, algorithm + " + interval DP over leaf orders")
+    interval = n <= FAST_INTERVAL_MAX_N
+    work = FAST_INTERVAL_WORK if small else FAST_INTERVAL_WORK_LARGE
+    if interval:
+        # several starts on small and medium joins (different greedy trees lead to different local optima);
+        # on large ones a round is costly and the budget goes to the best tree
+        nstarts = FAST_INTERVAL_STARTS if n <= FAST_INTERVAL_MULTI_MAX_N else 1
+        _fast_interval(pool, obj, rng, nstarts, work if small else work // 2, small)
     if not small and n <= FAST_RECONF_MAX_N:
         _fast_reconf(pool, obj)
+        if interval:
+            _fast_interval(pool, obj, rng, 1, work // 2, small)
     return pool.best
+
+
+def _fast_interval(pool: _Best, obj: Objective, rng: random.Random, nstarts: int, work: int, small: bool) -> None:
+    """Interval DP over leaf orders of the best ``nstarts`` trees within ``work`` split points.  Small joins
+    (a tight time target): the guided order of each start (one round each, while a round like the last one
+    fits), then further rounds on the best tree.  Otherwise each start in turn gets an equal share of what is
+    left, with patience (some starts need several rounds before they overtake the others)."""
+    starts = [(tree, algorithm) for _, _, tree, algorithm in pool.pool[:nstarts]]
+    tag = " + interval DP over leaf orders"
+    used = [0]
+    if not small:
+        for k, (tree, algorithm) in enumerate(starts):
+            share = (work - used[0]) // (len(starts) - k)
+            better = refine(tree, obj, rng, FAST_INTERVAL_ROUNDS, FAST_INTERVAL_PATIENCE, share, used)
+            if better is not tree:
+                pool.add(better, algorithm + tag)
+        return
+    last = 0
+    for tree, algorithm in starts:
+        if work - used[0] <= last:
+            break
+        before = used[0]
+        better = refine(tree, obj, rng, 1, work=work - used[0], used=used)
+        last = used[0] - before
+        if better is not tree:
+            pool.add(better, algorithm + tag)
+    if work - used[0] > last:
+        tree, algorithm = pool.best
+        better = refine(tree, obj, rng, FAST_INTERVAL_ROUNDS, FAST_INTERVAL_PATIENCE, work - used[0])
+        if better is not tree:
+            pool.add(better, algorithm.replace(tag, "") + tag)
 
 
 def search(
@@ -282,8 +312,11 @@ def search(
             pool.add_pairs(pairs, "chain DP (exact)")
             return pool.best
 
-    if not high and estimator is None:
-        return _fast_search(net, obj, rng, pool, max(n, whole_n))
+    if estimator is None:
+        # (quality mode starts from fast mode's result, with its own random stream, so it is never worse)
+        _fast_search(net, obj, rng if not high else random.Random(seed), pool, max(n, whole_n))
+        if not high:
+            return pool.best
 
     # Deterministic heuristics.
     pool.add_pairs(oe_greedy_ssa(net), "greedy (opt_einsum)")
