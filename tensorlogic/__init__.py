@@ -10,8 +10,17 @@ from .syntax.diagnostics import TLAnalysisError, TLError, TLRuntimeError, TLSynt
 from .syntax.parser import parse
 
 __all__ = ["Program", "load", "Answer", "parse", "TLError", "TLSyntaxError", "TLAnalysisError",
-           "TLRuntimeError"]
+           "TLRuntimeError", "TorchModule"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """`tl.TorchModule`, imported on first use (so `import tensorlogic` does not import torch)."""
+    if name == "TorchModule":
+        from .backends.torch_module import TorchModule
+
+        return TorchModule
+    raise AttributeError(f"module 'tensorlogic' has no attribute '{name}'")
 
 
 def load_ipython_extension(ipython: object) -> None:
