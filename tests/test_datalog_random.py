@@ -285,6 +285,9 @@ def test_random_positive_datalog(case):
                [Rule(Atom("P", ("x",)), (Atom("E", ("x", "y")), Atom("P", ("x",), negated=True)))]))
 @example(_case(5, {"E": 2, "P": 2}, {"E": {(0, 1), (1, 2), (3, 3)}},
                [Rule(Atom("P", ("x", "y")), (Atom("E", ("x", "y")), Cmp("!=", "x", "y")))]))
+@example(_case(4, {"E": 1, "P": 1, "Q": 1}, {"E": {(0,)}},
+               [Rule(Atom("P", (1,)), (Atom("E", ("x",)),)),
+                Rule(Atom("Q", ("x",)), (Atom("P", ("x",)), Atom("E", ("x",), negated=True)))]))
 def test_random_datalog_with_negation_and_comparisons(case):
     check_case(case)
 

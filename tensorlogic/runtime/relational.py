@@ -118,7 +118,9 @@ def evaluate(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[
         for p in a.pos:
             if isinstance(p.expr, IVar) and p.expr.name not in out_vars:
                 out_vars.append(p.expr.name)
-    res = join_project(operands, tuple(out_vars), sizes)
+    # variables range over what the positive atoms hold (Datalog semantics: a relation that a rule with a
+    # constant head extended past another's extent is read in full); head rows outside its shape are dropped
+    res = join_project(operands, tuple(out_vars), {})
     if (not form.compares and not form.negated and res.shape == tuple(head_shape)
             and [p.expr.name if isinstance(p.expr, IVar) else None for p in eq.lhs_pos] == out_vars):
         return res  # already sorted, unique and within the head's shape
@@ -140,6 +142,9 @@ def evaluate(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[
     if not head_cols:
         return Relation.from_tuples(np.zeros((min(1, len(cols)), 0), np.int64), 0, ())
     rows = np.stack(head_cols, axis=1) if len(cols) else np.zeros((0, len(head_cols)), np.int64)
+    if len(rows):
+        inside = np.all(rows < np.asarray(head_shape, dtype=np.int64), axis=1)
+        rows = rows if inside.all() else rows[inside]
     return Relation.from_tuples(rows, len(head_cols), head_shape)
 
 
