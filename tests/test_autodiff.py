@@ -322,3 +322,38 @@ def test_rnn_backpropagation_through_time():
 
     check(prog, loss_fn, vals, ["W", "V", "U", "WOut", "X"])
     assert "set history = 1" in prog.grad_source("Loss", ["W"], **vals)
+
+
+def finite_difference(prog: tl.Program, loss: str, values: dict, name: str, coords, eps=1e-6) -> list[float]:
+    """Central differences of the loss, each from a fresh forward run of the program (the reference)."""
+    out = []
+    for c in coords:
+        vals = []
+        for sign in (1, -1):
+            v = {k: np.array(x, dtype=float) for k, x in values.items()}
+            v[name][c] += sign * eps
+            p = tl.Program(prog.source, file=prog.file, base_dir=prog.base_dir)
+            p.run(**v)
+            vals.append(float(p[loss]))
+        out.append((vals[0] - vals[1]) / (2 * eps))
+    return out
+
+
+@pytest.mark.parametrize("name,loss,wrt", [
+    ("attention", "Loss = Attn[p,v] Attn[p,v] + Out[a,b] Out[a,b]", ["X", "WQ", "WK", "WV", "MQ", "MK", "MV", "WO"]),
+    ("bayesian_network", "Loss = PRGivenW[r] PRGivenW[r] + PSGivenWR[s] PCGivenW[s] + Total", ["CPTS", "CPTR",
+                                                                                                "CPTW", "PC"]),
+    ("embedding_reasoning", "Loss = D[a,b] D[a,b]", ["Emb"]),
+    ("perceptron", "Loss = (Act - 1)^2", ["W", "X"]),
+])
+def test_paper_example_gradients_against_finite_differences(name, loss, wrt):
+    prog = example_program(name, loss)
+    prog.run()
+    values = {t: np.array(prog.analyzed.data[t], dtype=float) for t in wrt}
+    got = prog.grad("Loss", wrt, **values)
+    rng = np.random.default_rng(9)
+    for t in wrt:
+        flat = rng.choice(values[t].size, size=min(4, values[t].size), replace=False)
+        coords = [np.unravel_index(k, values[t].shape) for k in flat]
+        fd = finite_difference(prog, "Loss", values, t, coords)
+        np.testing.assert_allclose([got[t][c] for c in coords], fd, rtol=1e-5, atol=1e-6, err_msg=t)
