@@ -58,10 +58,20 @@ def semi_naive(ex: Executor, st: Stratum, bind: dict[int, dict] | None = None) -
     for t in st.tensors:
         full[t] = full[t].union(delta[t])
     rounds = 1 if any(len(d) for d in delta.values()) else 0
-    chains = chain_rules(ex, st, full, outside, bind) if rounds else None
+    chains, ids = None, None
+    if rounds and len(st.tensors) == 1 and not bind:
+        t = st.tensors[0]
+        chains = chain_rules(ex, st, full, outside, bind)
+        if chains is None and (small := _compact(full[t], delta[t], outside)) is not None:
+            ids, cfull, cdelta, coutside = small
+            chains = chain_rules(ex, st, {t: cfull}, coutside, bind)
     if chains is not None:
         t = st.tensors[0]
-        full[t], rounds, more = chain_fixpoint(t, chains, full[t], delta[t], rounds, ex.debug)
+        if ids is None:
+            full[t], rounds, more = chain_fixpoint(t, chains, full[t], delta[t], rounds, ex.debug)
+        else:
+            res, rounds, more = chain_fixpoint(t, chains, cfull, cdelta, rounds, ex.debug)
+            full[t] = _expand_ids(res, ids, full[t].shape)
         return full, rounds, derived + more
     while True:
         if ex.debug:
@@ -118,6 +128,41 @@ class _Chain:
     flip: bool  # the recursive atom reads R(v(i+1), v(i))
     sizes: list[int]  # extent of each path variable v0..vk
     mats: list  # scipy CSR matrix of each atom along the path (None for the recursive one), for large rounds
+
+
+def _compact(rel: Relation, delta: Relation, outside: dict[str, Relation]
+             ) -> tuple[np.ndarray, Relation, Relation, dict[str, Relation]] | None:
+    """When a square binary relation's key space is too large for a bitmap but few ids occur (CA-HepTh: ids
+    up to 68,745, 9,877 of them used), the same relations over dense ranks of the ids that occur: (ids,
+    relation, delta, outside relations), or None. Ranks preserve order, so sorted keys stay sorted."""
+    n = rel.shape[0]
+    if rel.shape != (n, n) or any(r.shape != (n, n) for r in outside.values()):
+        return None
+    ids = np.unique(np.concatenate([rel.cols.ravel(), delta.cols.ravel(), *(r.cols.ravel() for r in outside.values())]))
+    m = int(ids.shape[0])
+    if not 0 < m * m <= _BIT_BITMAP_MAX:
+        return None
+
+    def rank(r: Relation) -> Relation:
+        return Relation._make((m, m), cols=np.searchsorted(ids, r.cols))
+
+    return ids, rank(rel), rank(delta), {k: rank(r) for k, r in outside.items()}
+
+
+def _expand_ids(res: Relation, ids: np.ndarray, shape: tuple[int, int]) -> Relation:
+    """`res` over ranks back over the original ids (each sorted run stays sorted)."""
+    m, n1 = res.shape[1], shape[1]
+
+    def back(keys: np.ndarray) -> np.ndarray:
+        a, b = np.divmod(keys, m)
+        out = ids[a]
+        out *= n1
+        out += ids[b]
+        return out
+
+    runs = res._key_runs()
+    return Relation._make(shape, runs=tuple(back(r) for r in runs)) if len(runs) > 1 else Relation._make(
+        shape, keys=back(runs[0]))
 
 
 def _csr_index(r: np.ndarray, c: np.ndarray, nrow: int) -> tuple[np.ndarray, np.ndarray]:
