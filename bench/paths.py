@@ -481,6 +481,7 @@ class Config:
     oe_optimal_max: int
     ctg_optimal_max: int
     dp_max: int
+    size_times: dict = field(default_factory=dict)
 
 
 def _accepts(fn, names) -> str | None:
@@ -715,6 +716,40 @@ def convention_check() -> None:
           "(issue: 663,054)")
 
 
+# -------------------------------------------------------------------------------- fast mode by size
+
+
+def median(xs: list[float]) -> float:
+    ys = sorted(xs)
+    k = len(ys) // 2
+    return ys[k] if len(ys) % 2 else (ys[k - 1] + ys[k]) / 2
+
+
+def fast_by_size(sizes: tuple[int, ...], seeds: int) -> dict[int, tuple[list[float], list[float], int, int]]:
+    """Fast-mode planning time on opt_einsum's random equations (regularity 3, 0-2 output labels): per number
+    of operands, (our times, opt_einsum auto's times, how often ours costs more, count)."""
+    if oe is None:
+        return {}
+    from opt_einsum.testing import rand_equation
+
+    out: dict[int, tuple[list[float], list[float], int, int]] = {}
+    for n in sizes:
+        ours_t: list[float] = []
+        auto_t: list[float] = []
+        worse = 0
+        for seed in range(seeds):
+            eq, shapes = rand_equation(n, 3, seed=seed, n_out=seed % 3)
+            shapes = [tuple(s) for s in shapes]
+            plan, t1 = timed(lambda eq=eq, shapes=shapes: tl_contract.contract_path(eq, shapes, effort="fast"))
+            (_, info), t2 = timed(lambda eq=eq, shapes=shapes: oe.contract_path(eq, *shapes, shapes=True,
+                                                                                optimize="auto"))
+            ours_t.append(t1)
+            auto_t.append(t2)
+            worse += int(plan.flops > int(info.opt_cost))
+        out[n] = (ours_t, auto_t, worse, seeds)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- targets
 
 
@@ -809,6 +844,19 @@ def summary(rows: list[Row], cfg: Config) -> None:
               + (f"; worse: {', '.join(worse)}" if worse else ""))
     else:
         print("  n/a   fast: never worse than opt_einsum auto (opt_einsum not installed)")
+    eb_fast = [r.flops("ours fast") / r.expr.best_known for r in rows
+               if r.expr.best_known is not None and r.flops("ours fast") is not None]
+    if ratios:
+        print(f"  info  fast: ratio to best-known, geometric mean / worst: all {len(ratios)} expressions "
+              f"{fmt_ratio(geomean(ratios))} / {fmt_ratio(max(ratios))}"
+              + (f"; einsum_benchmark instances {fmt_ratio(geomean(eb_fast))} / {fmt_ratio(max(eb_fast))}"
+                 if eb_fast else ""))
+    if cfg.size_times:
+        for n, (ours_t, auto_t, worse_n, count) in sorted(cfg.size_times.items()):
+            print(f"  {verdict(max(ours_t) <= FAST_TIME_LIMIT) if n <= FAST_TIME_OPERANDS else 'info'}  fast: "
+                  f"random equations of {n} operands ({count}): planning median {fmt_time(median(ours_t))}, "
+                  f"max {fmt_time(max(ours_t))} (opt_einsum auto median {fmt_time(median(auto_t))}); "
+                  f"worse than auto on {worse_n}")
 
     # high
     eb = [r for r in rows if r.expr.best_known is not None]
@@ -856,6 +904,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--high-timeout", type=float, default=None, help="limit for ours high (60 s; quick 10)")
     ap.add_argument("--dp-timeout", type=float, default=None, help="limit for opt_einsum dp (10 s; quick 3)")
     ap.add_argument("--no-check", action="store_true", help="skip the FLOP convention check")
+    ap.add_argument("--sizes", action="store_true",
+                    help="with --only: still time fast mode on random equations of 10, 20, 30 operands")
     args = ap.parse_args(argv)
     q = args.quick
     cfg = Config(
@@ -911,6 +961,8 @@ def main(argv: list[str] | None = None) -> int:
         if not exprs:
             print(f"no expression matches {args.only}")
             return 2
+    if not args.only or args.sizes:
+        cfg.size_times = fast_by_size((10, 20, 30), 6 if q else 20)
     rows = []
     for e in exprs:
         rows.append(bench_expr(e, cfg))

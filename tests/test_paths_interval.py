@@ -118,6 +118,11 @@ def test_leaf_orders_are_permutations_and_refine_never_worsens():
         again = Tree.from_ssa(net, better.to_ssa())
         assert again.total_flops() == better.total_flops()
         assert again.leafset[again.root] == net.all_leaves
+        # ranked by the largest intermediate first, the general interval DP is used
+        by_size = parse_minimize("size")
+        smaller = refine(tree, by_size, rng, 3)
+        assert smaller.score(by_size) <= tree.score(by_size)
+        assert max(smaller.size.values()) <= max(tree.size.values())
 
 
 # ------------------------------------------------------------------------------------------- fast mode

@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 import time
 
+from .paths_chain import optimal_chain
 from .paths_common import Network, Objective, Tree
 
 __all__ = ["guided_order", "interval_dp", "leaf_order", "refine"]
@@ -262,8 +263,13 @@ def refine(
         else:
             order = guided_order(best, rng, 0.2)
         before = done[0]
-        limit = None if work is None else work - done[0]
-        res = interval_dp(net, [net.masks[i] for i in order], net.out, obj, score[0], done, limit)
+        if obj.by_sum:
+            limit = None if work is None else work - done[0]
+            res = interval_dp(net, [net.masks[i] for i in order], net.out, obj, score[0], done, limit)
+        else:  # the largest intermediate first: the general interval DP (no cap), its pairs over operands
+            res = optimal_chain(net, order, obj)
+            done[0] += net.n * net.n * net.n // 6
+            order = list(range(net.n))
         last = done[0] - before
         if res is not None and res[0] < score:
             ids = list(order)

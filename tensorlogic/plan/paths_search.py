@@ -382,10 +382,10 @@ def search(
             if time.perf_counter() > deadline:
                 return tree
             reconfigure(tree, obj, k=k, deadline=deadline)
-        if interval:
-            tree = refine(tree, obj, rng, HIGH_INTERVAL_POLISH, patience=2, deadline=deadline)
-        # the largest subtrees only for trees that are competitive
+        # the largest subtrees and interval rounds only for trees that are competitive
         if pool.score(tree)[0] <= 1.25 * pool.pool[0][0][0] and time.perf_counter() < deadline:
+            if interval:
+                tree = refine(tree, obj, rng, HIGH_INTERVAL_POLISH, patience=2, deadline=deadline)
             reconfigure(tree, obj, k=HIGH_RECONF_KS[-1], deadline=deadline)
         return tree
 
