@@ -109,6 +109,7 @@ class Program:
         When every input is a dense array with the same shape and kind as last time (and integer scalars are
         equal), the previous analysis is reused with the new arrays bound: a second run does not analyse
         or plan again."""
+        inputs = {k: _numpy_input(v) for k, v in inputs.items()}  # torch tensors (any device) as numpy
         sig = _signature(inputs)
         if sig is not None and sig == self._signature and self._analyzed is not None:
             for name, value in inputs.items():
@@ -273,6 +274,15 @@ class Program:
             idx = np.argwhere(arr != 0)
             rows = [tuple(d.label(int(v)) for d, v in zip(doms, row)) for row in idx]
             write_tensor_file(target, TupleData(rows, arr[tuple(idx.T)].astype(float), len(doms)), span)
+
+
+def _numpy_input(v: Any) -> Any:
+    """An input given as a torch tensor, as a numpy array (without importing torch)."""
+    if type(v).__module__.startswith("torch"):
+        from .backends.numpy_backend import to_numpy
+
+        return to_numpy(v)
+    return v
 
 
 def _signature(inputs: dict[str, Any]) -> tuple | None:

@@ -124,6 +124,15 @@ def test_inputs_and_repeated_runs_on_torch():
         assert isinstance(prog["H"], np.ndarray)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_torch_tensors_as_inputs(backend):
+    w, x = np.array([[1.0, 2.0], [3.0, -1.0]]), np.array([0.5, 2.0])
+    prog = tl.Program("Y[i] = W[i, j] X[j]\nY?\n", backend=backend)
+    for _ in range(2):  # the analysis, then its reuse
+        (y,) = prog.run(W=torch.tensor(w), X=torch.tensor(x, dtype=torch.float32))
+        np.testing.assert_allclose(y.value, w @ x, rtol=1e-12)
+
+
 def test_values_live_on_the_backend():
     prog = tl.Program("A = [1, 2]\nB[i] = A[i] A[i]\nB?\n", backend="torch")
     prog.run()
