@@ -1,0 +1,148 @@
+"""Benchmark: keep or recompute under a memory budget (issue 4 part 4; docs/remat.md).
+
+(a) Checkmate's unit-cost linear graph of 16 layers (forward and backward steps cost 1, every value 1
+unit): recompute overhead at 72% and 50% of the store-everything peak by the MILP and the DP (the proven
+optimum: 15.2% and 27.3%), and the smallest budget (3 units). (b) An MLP chain and a 2-block transformer:
+their computation graphs are built from tensorlogic's own gradient programs (`tl grad`), one node per
+stratum, FLOPs and bytes from the whole-program plan; for each strategy (store-all, sqrt(n), DP where the
+graph is a chain, MILP) the modelled peak and the extra FLOPs at 100%, 50%, 33% and 30% of the modelled
+store-everything peak. The store-everything peak the executor measures is printed beside the model's.
+
+    .venv/bin/python bench/remat.py [--quick] [--time-limit SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import tensorlogic as tl
+from tensorlogic.plan.remat import RematGraph, chain_graph, solve, store_all
+from tensorlogic.plan.remat_chain import chain_shape
+from tensorlogic.plan.remat_graph import graph_from_plan
+
+
+def mlp_source(layers: int, width: int, batch: int) -> tuple[str, dict[str, np.ndarray]]:
+    """A ReLU MLP with `layers` hidden layers, squared-error loss; data X and Y."""
+    lines = [f"tensor X[{batch}, {width}]", f"tensor Y[{batch}, {width}]"]
+    lines += [f"tensor W{i}[{width}, {width}] learnable" for i in range(1, layers + 2)]
+    prev = "X"
+    for i in range(1, layers + 1):
+        lines.append(f"H{i}[b, j] = relu(W{i}[j, k] {prev}[b, k])")
+        prev = f"H{i}"
+    lines += [f"Z[b, j] = W{layers + 1}[j, k] {prev}[b, k]", "Loss = (Z[b, j] - Y[b, j])^2"]
+    rng = np.random.default_rng(0)
+    return "\n".join(lines) + "\n", {"X": rng.standard_normal((batch, width)),
+                                     "Y": rng.standard_normal((batch, width))}
+
+
+def transformer_source(seqs: int = 32, P: int = 16, De: int = 64, H: int = 4, Dk: int = 16, F: int = 128,
+                       V: int = 16, blocks: int = 2) -> tuple[str, dict[str, np.ndarray]]:
+    """`blocks` transformer blocks (attention, residual, layer norm, ReLU MLP) over `seqs` sequences of P
+    positions, a softmax output and cross-entropy loss; data X (embedded input) and Tgt (one-hot)."""
+    lines = [f"tensor X[{seqs}, {P}, {De}]", f"tensor Tgt[{seqs}, {P}, {V}]", f"Dk = {Dk}"]
+    for b in range(1, blocks + 1):
+        for w, shp in [("WQ", (H, Dk, De)), ("WK", (H, Dk, De)), ("WV", (H, Dk, De)), ("WS", (De, H, Dk)),
+                       ("WA", (F, De)), ("WB", (De, F))]:
+            lines.append(f"tensor {w}{b}[{', '.join(map(str, shp))}] learnable")
+    lines.append(f"tensor WO[{V}, {De}] learnable")
+    prev = "X"
+    for b in range(1, blocks + 1):
+        lines += [f"Q{b}[n, h, p, k] = WQ{b}[h, k, d] {prev}[n, p, d]",
+                  f"K{b}[n, h, p, k] = WK{b}[h, k, d] {prev}[n, p, d]",
+                  f"V{b}[n, h, p, k] = WV{b}[h, k, d] {prev}[n, p, d]",
+                  f"C{b}[n, h, p, q.] = softmax(Q{b}[n, h, p, k] K{b}[n, h, q, k] / sqrt(Dk))",
+                  f"A{b}[n, h, p, k] = C{b}[n, h, p, q] V{b}[n, h, q, k]",
+                  f"R{b}[n, p, d.] = lnorm(WS{b}[d, h, k] A{b}[n, h, p, k] + {prev}[n, p, d])",
+                  f"M{b}[n, p, f] = relu(WA{b}[f, d] R{b}[n, p, d])",
+                  f"S{b}[n, p, d.] = lnorm(WB{b}[d, f] M{b}[n, p, f] + R{b}[n, p, d])"]
+        prev = f"S{b}"
+    lines += [f"Out[n, p, t.] = softmax(WO[t, d] {prev}[n, p, d])", "Loss = - Tgt[n, p, t] log(Out[n, p, t])"]
+    rng = np.random.default_rng(0)
+    return "\n".join(lines) + "\n", {"X": rng.standard_normal((seqs, P, De)),
+                                     "Tgt": np.eye(V)[rng.integers(0, V, (seqs, P))]}
+
+
+def gradient_graph(source: str, data: dict[str, np.ndarray]) -> tuple[RematGraph, int, int]:
+    """The gradient program's graph, with the executor's measured peak and the plan's predicted peak."""
+    prog = tl.Program(source)
+    gsrc = prog.grad_source("Loss", **data)
+    gp = tl.Program(gsrc)
+    gp.run(**data, **prog.params)
+    plan = gp.plan()
+    return graph_from_plan(plan), gp.executor.peak_bytes, plan.peak_bytes
+
+
+def unit_chain(time_limit: float) -> None:
+    g = chain_graph(16)
+    base = store_all(g)
+    print(f"(a) Checkmate's linear graph, 16 layers, unit costs and sizes: {g.n} nodes, store-all cost "
+          f"{base.cost:g}, peak {base.peak:g} units")
+    print(f"    {'budget':>14} {'DP extra':>10} {'MILP extra':>11} {'MILP proven':>12}")
+    for units in (13, 9, 5, 3, 2):
+        dp = solve(g, units, "dp")
+        milp = solve(g, units, "milp", time_limit=time_limit) if units >= 5 or units < 3 else None
+        label = f"{units} ({100 * units / base.peak:.0f}%)"
+
+        def fmt(s):
+            if s is None:
+                return "-"
+            if not s.feasible:
+                return f"infeasible, least {s.min_budget:g}"
+            return f"{100 * s.overhead(base.cost):.1f}%"
+        print(f"    {label:>14} {fmt(dp):>10} {fmt(milp):>11} {'' if milp is None else str(milp.optimal):>12}")
+    print("    (3 units: the DP's schedule; the MILP takes minutes to find one at the least budget with HiGHS)")
+
+
+def table(name: str, g: RematGraph, measured: int, predicted: int, fractions: list[float],
+          time_limit: float) -> None:
+    base = store_all(g)
+    print(f"\n(b) {name}: {g.n} nodes ({sum(g.backward)} backward), static {g.static / 2**20:.2f} MiB; "
+          f"store-all {base.cost:,.0f} FLOPs, peak modelled {base.peak / 2**20:.2f} MiB "
+          f"(plan {predicted / 2**20:.2f} MiB, executor measured {measured / 2**20:.2f} MiB)")
+    print(f"    {'budget':>16} {'strategy':>9} {'peak MiB':>9} {'peak/base':>10} {'extra FLOPs':>12} {'note'}")
+    strategies = ["store_all", "sqrt", "greedy"] + (["dp"] if chain_shape(g) is not None else []) + ["milp"]
+    for f in fractions:
+        budget = f * base.peak
+        for strat in strategies:
+            t0 = time.perf_counter()
+            s = solve(g, budget, strat, time_limit=time_limit) if strat == "milp" else solve(g, budget, strat)
+            secs = time.perf_counter() - t0
+            if s.feasible:
+                extra = f"{100 * s.overhead(base.cost):.1f}%"
+                peak = f"{s.peak / 2**20:.2f}"
+                ratio = f"{s.peak / base.peak:.2f}"
+            elif s.steps:
+                extra, peak, ratio = f"{100 * s.overhead(base.cost):.1f}%", f"{s.peak / 2**20:.2f}", "over"
+            else:
+                extra, peak, ratio = "infeasible", "-", "-"
+            note = s.note
+            if strat == "milp":
+                note = (note + "; " if note else "") + f"{secs:.1f} s" + ("" if s.optimal else ", not proven")
+                if not s.feasible and s.min_budget:
+                    note += f"; least budget found {s.min_budget / base.peak:.0%}"
+            print(f"    {f'{100 * f:.0f}%':>16} {strat:>9} {peak:>9} {ratio:>10} {extra:>12} {note}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller models and time limits")
+    ap.add_argument("--time-limit", type=float, default=60.0, help="seconds per MILP solve")
+    args = ap.parse_args()
+    tlim = 10.0 if args.quick else args.time_limit
+    unit_chain(tlim)
+    fractions = [1.0, 0.5, 0.33, 0.3]
+    layers = 8 if args.quick else 16
+    g, measured, predicted = gradient_graph(*mlp_source(layers, 64, 1024))
+    table(f"MLP, {layers} ReLU layers of 64 units, batch 1024", g, measured, predicted, fractions, tlim)
+    g, measured, predicted = gradient_graph(*transformer_source())
+    table("2-block transformer, 32 sequences x 16 positions, De 64, 4 heads, MLP 128", g, measured, predicted,
+          fractions, tlim)
+    print("\nmodelled: FLOPs and bytes per stratum from the plan; peaks by replaying each schedule "
+          "(remat.simulate). measured: the executor's store-all peak of the gradient program.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Keep or recompute (tensorlogic/plan/remat*.py) against exhaustive search and an independent replay.
+
+The reference is a brute force written here: a shortest-path search over every schedule of Checkmate's
+model (stage t ends with the first computation of node t; within a stage nodes are computed in index order,
+each at most once; values may be freed at any time; outputs stay once computed). The MILP and the chain DP
+must reach its least cost at every budget, their schedules must replay (by the replay below, not the
+library's) within the budget, and infeasible budgets must come back with the search's least budget.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+import tensorlogic as tl
+from tensorlogic.plan.remat import RematGraph, chain_graph, solve, store_all
+from tensorlogic.plan.remat_chain import chain_shape
+from tensorlogic.plan.remat_graph import graph_from_plan
+
+
+# ---------------------------------------------------------------------------------------- references
+def brute_force(g: RematGraph, budget: float | None) -> float:
+    """Least cost within `budget` (inf when none); with budget None: the least peak any schedule has."""
+    n = g.n
+    start = (0, -1, frozenset())
+    best: dict = {start: 0.0}
+    heap = [(0.0, 0, start)]
+    tie = itertools.count(1)
+    while heap:
+        key, _, state = heapq.heappop(heap)
+        if best.get(state, np.inf) < key:
+            continue
+        t, j, live = state
+        if t == n and g.outputs <= live:
+            return key
+        used = g.static + sum(g.mem[v] for v in live)
+        moves = [((t, j, live - {v}), key) for v in live if v not in g.outputs]
+        for v in range(j + 1, min(t, n - 1) + 1):
+            if v in live or any(d not in live for d in g.deps[v]):
+                continue
+            peak = used + g.mem[v] + g.workspace[v]
+            if budget is not None and peak > budget + 1e-9:
+                continue
+            nxt = (t + 1, -1, live | {v}) if v == t else (t, v, live | {v})
+            moves.append((nxt, key + g.cost[v] if budget is not None else max(key, peak)))
+        for nxt, k2 in moves:
+            if k2 < best.get(nxt, np.inf):
+                best[nxt] = k2
+                heapq.heappush(heap, (k2, next(tie), nxt))
+    return np.inf
+
+
+def replay(g: RematGraph, steps: list[tuple[str, int]]) -> tuple[float, float]:
+    """Cost and peak of a schedule; asserts it is valid."""
+    live: set[int] = set()
+    peak = cost = 0.0
+    for op, v in steps:
+        used = g.static + sum(g.mem[u] for u in live)
+        if op == "compute":
+            assert v not in live
+            assert all(d in live for d in g.deps[v]), f"{g.names[v]} before its inputs"
+            peak = max(peak, used + g.mem[v] + g.workspace[v])
+            cost += g.cost[v]
+            live.add(v)
+        else:
+            assert op == "free" and v in live
+            live.remove(v)
+    assert g.outputs <= live, "an output is missing at the end"
+    return cost, peak
+
+
+def random_graph(rng: random.Random, n: int) -> RematGraph:
+    deps = [()]
+    for v in range(1, n):
+        k = rng.choice([1, 1, 2])
+        deps.append(tuple(sorted(rng.sample(range(v), min(k, v)))))
+    half = n // 2
+    return RematGraph([f"v{i}" for i in range(n)], [float(rng.randint(1, 5)) for _ in range(n)],
+                      [float(rng.randint(1, 4)) for _ in range(n)], deps, [v >= half for v in range(n)],
+                      static=float(rng.randint(0, 2)), workspace=[float(rng.randint(0, 2)) for _ in range(n)])
+
+
+def random_chain(rng: random.Random, n: int) -> RematGraph:
+    def ints(lo: int, hi: int, k: int) -> list[float]:
+        return [float(rng.randint(lo, hi)) for _ in range(k)]
+    return chain_graph(n, ints(1, 4, n + 1), ints(1, 4, n), ints(1, 3, n + 1), ints(1, 3, n))
+
+
+def check(g: RematGraph, budget: float, strategy: str) -> None:
+    want = brute_force(g, budget)
+    s = solve(g, budget, strategy, time_limit=30) if strategy == "milp" else solve(g, budget, strategy)
+    if want == np.inf:
+        assert not s.feasible
+        assert s.min_budget == pytest.approx(brute_force(g, None))
+        return
+    assert s.feasible, f"{strategy} says infeasible at {budget}, brute force finds cost {want}"
+    cost, peak = replay(g, s.steps)
+    assert peak <= budget + 1e-9
+    assert cost == pytest.approx(s.cost)
+    assert cost == pytest.approx(want), f"{strategy} cost {cost} != optimum {want} at budget {budget}"
+
+
+# ---------------------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("seed", range(6))
+def test_milp_matches_brute_force_on_random_graphs(seed):
+    rng = random.Random(seed)
+    g = random_graph(rng, rng.randint(4, 7))
+    lo, hi = brute_force(g, None), store_all(g).peak
+    for budget in sorted({lo, (lo + hi) / 2, hi, lo - 0.5}):
+        check(g, budget, "milp")
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_dp_matches_brute_force_on_random_chains(seed):
+    rng = random.Random(100 + seed)
+    g = random_chain(rng, rng.randint(1, 4))
+    assert chain_shape(g) is not None
+    lo, hi = brute_force(g, None), store_all(g).peak
+    for budget in np.unique(np.linspace(lo - 1, hi, 6).round()):
+        check(g, float(budget), "dp")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_dp_matches_brute_force_on_unit_chains_at_every_budget(n):
+    g = chain_graph(n)
+    for budget in range(1, int(store_all(g).peak) + 1):
+        check(g, float(budget), "dp")
+
+
+def test_dp_and_milp_agree_on_a_random_chain():
+    rng = random.Random(7)
+    g = random_chain(rng, 5)
+    hi = store_all(g).peak
+    for budget in (hi, hi * 0.7, hi * 0.5):
+        dp, milp = solve(g, budget, "dp"), solve(g, budget, "milp", time_limit=30)
+        assert dp.feasible == milp.feasible
+        if dp.feasible and milp.optimal:
+            assert dp.cost == pytest.approx(milp.cost)
+
+
+def test_unit_chain_figures_by_dp():
+    g = chain_graph(16)
+    base = store_all(g)
+    assert (base.cost, base.peak) == (33, 18)
+    assert replay(g, base.steps) == (33, 18)
+    for budget, extra in ((13, 5), (9, 9)):  # 72% and 50% of the peak: +15.2% and +27.3% compute
+        s = solve(g, budget, "dp")
+        cost, peak = replay(g, s.steps)
+        assert peak <= budget and cost == 33 + extra
+    assert round(100 * 5 / 33, 1) == 15.2 and round(100 * 9 / 33, 1) == 27.3
+    assert solve(g, 3, "dp").feasible
+    low = solve(g, 2.9, "dp")
+    assert not low.feasible and low.min_budget == 3
+
+
+def test_unit_chain_figures_by_milp():
+    g = chain_graph(16)
+    for budget, cost in ((13, 38), (9, 42)):
+        s = solve(g, budget, "milp", time_limit=60)
+        assert s.optimal and replay(g, s.steps)[0] == cost and replay(g, s.steps)[1] <= budget
+    assert not solve(chain_graph(6), 2.5, "milp", time_limit=30).feasible
+    assert solve(chain_graph(6), 2.5, "milp", time_limit=30).min_budget == 3
+
+
+def test_baselines_are_valid_schedules():
+    rng = random.Random(3)
+    for _ in range(20):
+        g = random_graph(rng, rng.randint(3, 12))
+        for strategy in ("store_all", "sqrt", "greedy"):
+            s = solve(g, store_all(g).peak, strategy)
+            cost, peak = replay(g, s.steps)
+            assert cost == pytest.approx(s.cost) and peak == pytest.approx(s.peak)
+    g = chain_graph(16)
+    s = solve(g, None, "sqrt")
+    assert replay(g, s.steps)[1] < 18  # checkpoints every 4 layers hold less than store-all
+
+
+def test_graph_of_a_gradient_program():
+    src = """tensor X[16, 4]
+tensor Y[16, 2]
+tensor W1[8, 4] learnable
+tensor W2[2, 8] learnable
+H[b, j] = relu(W1[j, i] X[b, i])
+Z[b, o] = W2[o, j] H[b, j]
+Loss = (Z[b, o] - Y[b, o])^2
+"""
+    rng = np.random.default_rng(0)
+    data = {"X": rng.standard_normal((16, 4)), "Y": rng.standard_normal((16, 2))}
+    prog = tl.Program(src)
+    gp = tl.Program(prog.grad_source("Loss", **data))
+    gp.analyze(**data, **prog.params)
+    plan = gp.plan()
+    g = graph_from_plan(plan)
+    names = {n: k for k, n in enumerate(g.names)}
+    assert {"H", "Z", "Grad_W1", "Grad_W2"} <= set(names)
+    assert not g.backward[names["H"]] and g.backward[names["Grad_W1"]]
+    assert g.mem[names["H"]] == 16 * 8 * 8
+    assert names["H"] in g.deps[names["Z"]]
+    assert {names["Grad_W1"], names["Grad_W2"]} == g.outputs
+    assert g.static == 8 * (16 * 4 + 16 * 2 + 8 * 4 + 2 * 8)  # X, Y, W1, W2
+    assert store_all(g).peak == pytest.approx(plan.peak_bytes, rel=0.01)
+    tight = solve(g, 0.8 * store_all(g).peak, "milp", time_limit=30)
+    if tight.feasible:
+        assert replay(g, tight.steps)[1] <= 0.8 * store_all(g).peak
+
+
+def test_bad_graphs_and_strategies_are_refused():
+    with pytest.raises(ValueError, match="topological"):
+        RematGraph(["a", "b"], [1, 1], [1, 1], [(1,), ()], [False, True])
+    with pytest.raises(ValueError, match="strategy"):
+        solve(chain_graph(2), 5, "magic")
+    with pytest.raises(ValueError, match="chain"):
+        solve(random_graph(random.Random(1), 6), 10, "dp")
