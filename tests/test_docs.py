@@ -9,7 +9,7 @@
                    (the real CLI entry point, in-process); it must exit with status 0. When the next block
                    (only blank lines between) is ```output, that block must equal what the run printed
                    (stdout, then stderr), trailing whitespace of each line and blank lines at either end
-                   ignored.
+                   ignored; `...` in the shown output stands for any text (as doctest's ELLIPSIS).
    - ```tl preceded by `<!-- file: NAME -->`: written as NAME and parsed, not run on its own (a module to
                    import, or a program that a ```console block runs).
    - ```tl-fragment   part of a program (one equation, say): parsed with tensorlogic's parser, not run.
@@ -25,7 +25,9 @@
    (`$ tl run examples/mlp.tl` works as from the repository's root).
 
 Run `python tests/test_docs.py --update docs/PAGE.md ...` to rewrite those pages' ```output blocks and
-console transcripts from real runs (that is how they are written: never by hand).
+console transcripts that do not match from real runs (that is how they are written: never by hand).
+Besides the blocks, the CLI page must name every `tl` subcommand and option, the API page every public name,
+and the stdlib page every module and what it defines.
 """
 
 from __future__ import annotations
