@@ -73,7 +73,7 @@ SNIPPETS = {
                      "Y[a] = Edge(a, b) X[b]\nZ[b] = Edge(a, b) X[a]\nY?\nZ?\n",
     "max_min_avg": "A = [[1, 5, 2], [4, 0, 3]]\nM[i] max= A[i, j]\nN[j] min= A[i, j]\nV[i] avg= A[i, j]\nM?\nN?\nV?\n",
     "index_functions": "A = [1, 2, 3, 4, 5, 6, 7]\nP[x/2] max= A[x]\nS[x/2] = A[x]\nQ[i] = A[i+1] - A[i-1]\n"
-                       "R[i % 3] = A[i]\nP?\nS?\nQ?\nR?\n",
+                       "R[i % 3] = A[i]\nM[x/3] min= A[x]\nV[x/2] avg= A[x]\nP?\nS?\nQ?\nR?\nM?\nV?\n",
     "rules": "Edge(0,1). Edge(1,2). Edge(2,0).\nNode(0). Node(1). Node(2).\n"
              "No(x,y) <- Node(x), Node(y), not Edge(x,y), x != y\nLt(x,y) <- Node(x), Node(y), x < y\n"
              "C[x] = No(x, y) + Lt(x, y)\nNo(x,y)?\nC?\n",
@@ -100,6 +100,44 @@ def test_example_on_torch_equals_numpy(path):
 @pytest.mark.parametrize("name", sorted(SNIPPETS))
 def test_runtime_paths_on_torch_equal_numpy(name):
     assert_same_program(SNIPPETS[name])
+
+
+def namespace_cases(xp) -> dict:
+    """The array-namespace calls the runtime makes, written once for numpy and for the torch namespace."""
+    a = xp.asarray(np.array([[1.5, -2.0, 0.0], [4.0, 0.25, -1.0]]))
+    i = xp.asarray(np.array([0, 2, 2, 1]))
+    out = {
+        "zeros": xp.zeros((2, 3)), "ones": xp.asarray(xp.ones((2,), dtype=xp.bool_), dtype=xp.float64),
+        "full": xp.full((2,), -np.inf), "arange": xp.arange(2, 6), "arange_f": xp.arange(0, 3, dtype=xp.float64),
+        "copy": xp.copy(a), "broadcast_to": xp.broadcast_to(xp.asarray(np.array([1.0, 2.0, 3.0])), (2, 3)),
+        "transpose": xp.transpose(a, (1, 0)), "reshape": xp.reshape(a, (3, 2)),
+        "concatenate": xp.concatenate([a, a], axis=1), "where": xp.where(a > 0, a, 0.0),
+        "where_scalar_first": xp.where(a > 0, 1.0, a), "clip": xp.clip(i, 0, 1),
+        "sum": xp.sum(a, axis=(1,)), "sum_all": xp.sum(a), "sum_keep": xp.sum(a, axis=0, keepdims=True),
+        "mean": xp.mean(a, axis=1, keepdims=True), "max": xp.max(a, axis=(0,)), "min": xp.min(a, axis=1),
+        "max_all": xp.max(a), "abs": xp.abs(a), "exp": xp.exp(a), "sqrt": xp.sqrt(xp.abs(a)),
+        "isfinite": xp.isfinite(xp.asarray(np.array([1.0, np.inf, np.nan]))), "power": xp.power(a, 2.0),
+        "maximum": xp.maximum(a, 0.5), "minimum": xp.minimum(a, xp.asarray(0.5)),
+        "floor_divide": xp.asarray(np.array([-7, 7])) // 2, "mod": xp.asarray(np.array([-7, 7])) % 3,
+    }
+    for name, ufunc, init in (("add_at", xp.add, 0.0), ("maximum_at", xp.maximum, -np.inf),
+                              ("minimum_at", xp.minimum, np.inf)):
+        acc = xp.full((2, 3), init)
+        ufunc.at(acc, (xp.asarray(np.array([0, 0, 1, 0])), i), xp.asarray(np.array([1.0, 2.0, 3.0, 5.0])))
+        out[name] = acc
+    with xp.errstate(divide="ignore"):
+        out["divide"] = 1.0 / xp.asarray(np.array([0.0, 2.0]))
+    return out
+
+
+def test_array_namespace_matches_numpy():
+    from tensorlogic.backends.numpy_backend import get_backend
+
+    want = namespace_cases(np)
+    got = namespace_cases(get_backend("torch").xp)
+    for name in want:
+        assert isinstance(got[name], torch.Tensor), name
+        np.testing.assert_array_equal(got[name].numpy(), np.asarray(want[name]), err_msg=name)
 
 
 def test_python_function_gets_numpy_on_torch():
@@ -445,6 +483,17 @@ def test_cuda_gradient_program_equals_numpy(stem, monkeypatch):
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=TOL, atol=TOL, err_msg=name)
     assert devices == {"cuda"}  # the gradient program ran on the GPU too
+
+
+@needs_cuda
+def test_cuda_array_namespace_matches_numpy():
+    from tensorlogic.backends.numpy_backend import get_backend
+
+    want = namespace_cases(np)
+    got = namespace_cases(get_backend("torch", device="cuda").xp)
+    for name in want:
+        assert got[name].device.type == "cuda", name
+        np.testing.assert_array_equal(got[name].cpu().numpy(), np.asarray(want[name]), err_msg=name)
 
 
 @needs_cuda
