@@ -236,13 +236,14 @@ def _csr_matrix(r: np.ndarray, c: np.ndarray, nrow: int, ncol: int, indptr: np.n
     import scipy.sparse as sp
 
     if indptr is None:
-        order = np.argsort(r, kind="stable")
-        c = c[order]
+        if not (r.shape[0] < 2 or bool(np.all(r[1:] >= r[:-1]))):  # a delta's rows usually come in order
+            order = np.argsort(r, kind="stable")
+            c = c[order]
         indptr = np.zeros(nrow + 1, dtype=np.int64)
         np.cumsum(np.bincount(r, minlength=nrow), out=indptr[1:])
     idx = np.int32 if max(nrow, ncol, c.shape[0]) < 2**31 - 1 else np.int64
-    return sp.csr_matrix((np.ones(c.shape[0], dtype=np.float32), c.astype(idx), indptr.astype(idx)),
-                         shape=(nrow, ncol))
+    data = np.ones(c.shape[0], dtype=np.float32)
+    return sp.csr_matrix((data, c.astype(idx, copy=False), indptr.astype(idx, copy=False)), shape=(nrow, ncol))
 
 
 def _product_round(chains: list[_Chain], d0: np.ndarray, d1: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -258,7 +259,8 @@ def _product_round(chains: list[_Chain], d0: np.ndarray, d1: np.ndarray, shape: 
             m = m @ x
         for x in ch.mats[:rec][::-1]:
             m = x @ m
-        rows = np.repeat(np.arange(n0, dtype=np.int64), np.diff(m.indptr))
+        kt = np.int32 if n0 * n1 < 2**31 else np.int64  # chain key spaces are < 2**31: half the bytes
+        rows = np.repeat(np.arange(n0, dtype=kt), np.diff(m.indptr))
         rows *= n1
         rows += m.indices
         out.append(rows)
@@ -391,7 +393,7 @@ def chain_fixpoint(name: str, chains: list[_Chain], full: Relation, delta: Relat
     while k.shape[0]:
         d0, d1 = np.divmod(k, n1)
         if k.shape[0] > _PRODUCT_ROUND:
-            key = _product_round(chains, d0, d1, (n0, n1)).astype(np.int32)
+            key = _product_round(chains, d0, d1, (n0, n1)).astype(np.int32, copy=False)
             derived += key.shape[0]
             if n0 * n1 <= _BYTE_BITMAP_ROUNDS:
                 bits.unpack()  # unsorted keys: a byte per key, so that setting them needs no grouping
