@@ -414,6 +414,24 @@ def test_module_positional_keyword_and_several_outputs():
     np.testing.assert_allclose(layer.params["W"].grad.numpy(), ref.grad.numpy(), rtol=1e-12)
 
 
+def test_module_state_dict_pickle_and_copy(tmp_path):
+    import copy
+
+    src = "tensor W[2, 3] learnable\nY[o] = W[o, i] X[i]\n"
+    layer = tl.TorchModule(src, outputs=["Y"], inputs=["X"], example_inputs={"X": np.zeros(3)})
+    x = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    want = layer.params["W"].detach() @ x
+    torch.save(layer, tmp_path / "layer.pt")
+    for other in (torch.load(tmp_path / "layer.pt", weights_only=False), copy.deepcopy(layer)):
+        y = other(x)
+        torch.testing.assert_close(y, want)
+        y.sum().backward()
+        torch.testing.assert_close(other.params["W"].grad, x.expand(2, 3).clone())
+    fresh = tl.TorchModule(src, outputs=["Y"], inputs=["X"], example_inputs={"X": np.zeros(3)}, seed=7)
+    fresh.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(fresh(x), want)
+
+
 def test_module_outputs_default_to_queries_and_float32_parameters():
     layer = tl.TorchModule("tensor W[3] learnable\nY[i] = W[i] X[i]\nY?\n", inputs=["X"],
                            example_inputs={"X": np.zeros(3)}, dtype=torch.float32)

@@ -41,10 +41,9 @@ from .torch_backend import tensor_to_numpy
 class _Runner:
     """The program of one TorchModule on one device: forward values and vector-Jacobian products."""
 
-    def __init__(self, make_program: Callable[[], Any], outputs: list[str]) -> None:
-        self.make_program = make_program
+    def __init__(self, prog: Any, outputs: list[str]) -> None:
         self.outputs = outputs
-        self.prog = make_program()
+        self.prog = prog
         self.prog.learning = True
 
     def forward(self, values: dict[str, Any]) -> list[torch.Tensor | np.ndarray]:
@@ -157,13 +156,17 @@ class TorchModule(torch.nn.Module):
         if key not in self._runners:
             from ..api import Program
 
-            def make() -> Any:
-                return Program(self.source, self.file, base_dir=self.base_dir, backend=self.backend_name,
-                               device=None if self.backend_name == "numpy" else str(device),
-                               functions=self.functions, seed=self.seed)
-
-            self._runners[key] = _Runner(make, getattr(self, "outputs", []))
+            prog = Program(self.source, self.file, base_dir=self.base_dir, backend=self.backend_name,
+                           device=None if self.backend_name == "numpy" else str(device),
+                           functions=self.functions, seed=self.seed)
+            self._runners[key] = _Runner(prog, getattr(self, "outputs", []))
         return self._runners[key]
+
+    def __getstate__(self) -> dict:
+        """Pickling (torch.save(module)) keeps the source and the parameters; programs are made again."""
+        state = dict(self.__dict__)
+        state["_runners"] = {}
+        return state
 
     def _check_inputs(self, prog: Any, examples: dict[str, Any]) -> None:
         """Inputs need a shape before the first call: a declaration, data in the program, or an example."""
