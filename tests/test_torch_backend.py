@@ -440,6 +440,7 @@ def test_module_outputs_default_to_queries_and_float32_parameters():
     assert y.dtype == torch.float32 and layer.params["W"].dtype == torch.float32
     y.sum().backward()
     np.testing.assert_allclose(layer.params["W"].grad.numpy(), np.ones(3))
+    assert layer.double()(torch.ones(3)).dtype == torch.float64  # outputs follow the parameters' dtype
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -215,7 +215,8 @@ class TorchModule(torch.nn.Module):
             names.append(n)
             tensors.append(p)
         device = tensors[-1].device if tensors else torch.device("cpu")  # the parameters' device
-        outs = _ProgramFunction.apply(self._runner(device), tuple(names), static, (device, self.dtype), *tensors)
+        dtype = next(iter(self.params.values())).dtype if len(self.params) else self.dtype  # follows .float()
+        outs = _ProgramFunction.apply(self._runner(device), tuple(names), static, (device, dtype), *tensors)
         return outs[0] if len(outs) == 1 else outs
 
 
