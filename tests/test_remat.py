@@ -23,8 +23,9 @@ from tensorlogic.plan.remat_graph import graph_from_plan
 
 
 # ---------------------------------------------------------------------------------------- references
-def brute_force(g: RematGraph, budget: float | None) -> float:
-    """Least cost within `budget` (inf when none); with budget None: the least peak any schedule has."""
+def brute_force(g: RematGraph, budget: float | None, recompute_backward: bool = True) -> float:
+    """Least cost within `budget` (inf when none); with budget None: the least peak any schedule has.
+    Without `recompute_backward`, a backward node is computed only in its own stage."""
     n = g.n
     start = (0, -1, frozenset())
     best: dict = {start: 0.0}
@@ -41,6 +42,8 @@ def brute_force(g: RematGraph, budget: float | None) -> float:
         moves = [((t, j, live - {v}), key) for v in live if v not in g.outputs]
         for v in range(j + 1, min(t, n - 1) + 1):
             if v in live or any(d not in live for d in g.deps[v]):
+                continue
+            if v < t and g.backward[v] and not recompute_backward:
                 continue
             peak = used + g.mem[v] + g.workspace[v]
             if budget is not None and peak > budget + 1e-9:
@@ -90,12 +93,15 @@ def random_chain(rng: random.Random, n: int) -> RematGraph:
     return chain_graph(n, ints(1, 4, n + 1), ints(1, 4, n), ints(1, 3, n + 1), ints(1, 3, n))
 
 
-def check(g: RematGraph, budget: float, strategy: str) -> None:
-    want = brute_force(g, budget)
-    s = solve(g, budget, strategy, time_limit=30) if strategy == "milp" else solve(g, budget, strategy)
+def check(g: RematGraph, budget: float, strategy: str, recompute_backward: bool = True) -> None:
+    want = brute_force(g, budget, recompute_backward)
+    if strategy == "milp":
+        s = solve(g, budget, strategy, time_limit=30, recompute_backward=recompute_backward)
+    else:
+        s = solve(g, budget, strategy)
     if want == np.inf:
-        assert not s.feasible
-        assert s.min_budget == pytest.approx(brute_force(g, None))
+        assert not s.feasible and s.optimal
+        assert s.min_budget == pytest.approx(brute_force(g, None, recompute_backward))
         return
     assert s.feasible, f"{strategy} says infeasible at {budget}, brute force finds cost {want}"
     cost, peak = replay(g, s.steps)
@@ -112,6 +118,15 @@ def test_milp_matches_brute_force_on_random_graphs(seed):
     lo, hi = brute_force(g, None), store_all(g).peak
     for budget in sorted({lo, (lo + hi) / 2, hi, lo - 0.5}):
         check(g, budget, "milp")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_milp_without_backward_recomputation_matches_brute_force(seed):
+    rng = random.Random(50 + seed)
+    g = random_graph(rng, rng.randint(5, 7))
+    lo, hi = brute_force(g, None, False), store_all(g).peak
+    for budget in sorted({lo, (lo + hi) / 2, lo - 0.5}):
+        check(g, budget, "milp", recompute_backward=False)
 
 
 @pytest.mark.parametrize("seed", range(16))
@@ -215,3 +230,35 @@ def test_bad_graphs_and_strategies_are_refused():
         solve(chain_graph(2), 5, "magic")
     with pytest.raises(ValueError, match="chain"):
         solve(random_graph(random.Random(1), 6), 10, "dp")
+
+
+def test_schedules_run_on_the_executor():
+    """A schedule run by the executor: its measured peak is within the budget and the gradients equal an
+    ordinary run's (needs `Executor.run_schedule`, the runtime side of --memory-budget)."""
+    src = "tensor X[512, 8]\ntensor Y[512, 8]\n" + "".join(f"tensor W{i}[8, 8] learnable\n" for i in range(1, 6))
+    prev = "X"
+    for i in range(1, 5):
+        src += f"H{i}[b, j] = relu(W{i}[j, k] {prev}[b, k])\n"
+        prev = f"H{i}"
+    src += f"Z[b, j] = W5[j, k] {prev}[b, k]\nLoss = (Z[b, j] - Y[b, j])^2\n"
+    rng = np.random.default_rng(1)
+    data = {"X": rng.standard_normal((512, 8)), "Y": rng.standard_normal((512, 8))}
+    prog = tl.Program(src)
+    gsrc = prog.grad_source("Loss", **data)
+    values = {**data, **prog.params}
+    ref = tl.Program(gsrc)
+    ref.run(**values)
+    probe = tl.Program(gsrc)
+    probe.analyze(**values)
+    if not hasattr(probe.executor, "run_schedule"):
+        pytest.skip("the executor has no run_schedule yet")
+    g = graph_from_plan(probe.plan())
+    budget = 0.7 * store_all(g).peak
+    s = solve(g, budget, "milp", time_limit=30, recompute_backward=False)
+    assert s.feasible
+    recomputed = len([1 for op, _ in s.steps if op == "compute"]) - g.n
+    assert recomputed > 0  # the budget forces recomputation
+    probe.executor.run_schedule(g.tensors, s.steps)
+    assert probe.executor.peak_bytes <= budget
+    for t in (t for node in g.outputs for t in g.tensors[node]):
+        np.testing.assert_array_equal(probe.executor.dense(t), ref[t])

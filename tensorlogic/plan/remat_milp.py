@@ -67,7 +67,7 @@ class _Model:
 
 
 def _build(graph: RematGraph, budget: float | None, cost: np.ndarray, mem: np.ndarray, ws: np.ndarray,
-           static: float, lower: float = 0.0):
+           static: float, lower: float = 0.0, recompute_backward: bool = True):
     N = graph.n
     users = graph.users()
     m = _Model()
@@ -75,6 +75,10 @@ def _build(graph: RematGraph, budget: float | None, cost: np.ndarray, mem: np.nd
     S = {(t, i): m.var() for t in range(1, N) for i in range(t)}
     for t in range(N):
         m.lb[R[t, t]] = 1.0
+    for i in range(N):  # without recompute_backward a backward value is computed once, in its own stage
+        if graph.backward[i] and not recompute_backward:
+            for t in range(i + 1, N):
+                m.ub[R[t, i]] = 0.0
     for o in graph.outputs:
         for t in range(o + 1, N):
             m.ub[R[t, o]] = 0.0
@@ -129,7 +133,7 @@ def _build(graph: RematGraph, budget: float | None, cost: np.ndarray, mem: np.nd
 
 
 def milp_solve(graph: RematGraph, budget: float | None, time_limit: float = 60.0,
-               gap: float = 1e-6) -> MilpResult:
+               gap: float = 1e-6, recompute_backward: bool = True) -> MilpResult:
     """Solve Checkmate's MILP (`budget=None`: the smallest budget). Objective in the graph's own units."""
     cost_scale = max(max(graph.cost, default=1.0), 1e-30)
     mem_scale = max(max(list(graph.mem) + list(graph.workspace) + [graph.static], default=1.0), 1e-30)
@@ -138,7 +142,7 @@ def milp_solve(graph: RematGraph, budget: float | None, time_limit: float = 60.0
     ws = np.asarray(graph.workspace, float) / mem_scale
     scaled_budget = None if budget is None else budget / mem_scale * (1 + 1e-9)
     lower = lower_bound_budget(graph) / mem_scale * (1 - 1e-9)
-    m, R, S, c = _build(graph, scaled_budget, cost, mem, ws, graph.static / mem_scale, lower)
+    m, R, S, c = _build(graph, scaled_budget, cost, mem, ws, graph.static / mem_scale, lower, recompute_backward)
     A = coo_matrix((m.vals, (m.rows, m.cols)), shape=(len(m.row_lb), len(m.lb))).tocsr()
     res = milp(c, integrality=np.asarray(m.integer), bounds=Bounds(m.lb, m.ub),
                constraints=LinearConstraint(A, m.row_lb, m.row_ub),
@@ -185,18 +189,20 @@ def steps_from(graph: RematGraph, R: np.ndarray, S: np.ndarray) -> list[Step]:
     return steps
 
 
-def min_budget(graph: RematGraph, time_limit: float = 60.0) -> tuple[float, bool]:
+def min_budget(graph: RematGraph, time_limit: float = 60.0, recompute_backward: bool = True) -> tuple[float, bool]:
     """The smallest budget any schedule meets (Checkmate's model), and whether it is proven."""
-    r = milp_solve(graph, None, time_limit)
+    r = milp_solve(graph, None, time_limit, recompute_backward=recompute_backward)
     if r.R is None:
         return lower_bound_budget(graph), False
     return _finish(graph, "milp", None, steps_from(graph, r.R, r.S)).peak, r.status == "optimal"
 
 
-def solve_milp(graph: RematGraph, budget: float, time_limit: float = 60.0, gap: float = 1e-6) -> Schedule:
+def solve_milp(graph: RematGraph, budget: float, time_limit: float = 60.0, gap: float = 1e-6,
+               recompute_backward: bool = True) -> Schedule:
     """The least-cost schedule within `budget` bytes by Checkmate's MILP, or infeasible with the smallest
-    budget (from the budget-minimising MILP)."""
-    r = milp_solve(graph, budget, time_limit, gap) if budget >= lower_bound_budget(graph) else \
+    budget (from the budget-minimising MILP). `recompute_backward=False` computes every backward value once
+    (a smaller model that HiGHS solves much faster; its optimum may cost more)."""
+    r = milp_solve(graph, budget, time_limit, gap, recompute_backward) if budget >= lower_bound_budget(graph) else \
         MilpResult("infeasible", np.inf)
     if r.R is None:
         from .remat import greedy_checkpoints
@@ -206,7 +212,7 @@ def solve_milp(graph: RematGraph, budget: float, time_limit: float = 60.0, gap: 
             fallback.strategy, fallback.optimal = "milp", False
             fallback.note = f"no MILP schedule within {time_limit:g} s: greedy checkpointing"
             return fallback
-        least, proven = min_budget(graph, time_limit)
+        least, proven = min_budget(graph, time_limit, recompute_backward)
         if fallback.min_budget is not None and fallback.min_budget < least:
             least, proven = fallback.min_budget, False
         if r.status == "infeasible":
