@@ -273,6 +273,21 @@ def test_site_builds_without_warnings(tmp_path: Path) -> None:
     assert (tmp_path / "site" / "tutorial" / "first-program" / "index.html").exists()
 
 
+def test_nav_lists_each_page_once() -> None:
+    yaml = pytest.importorskip("yaml", reason="PyYAML (a dependency of mkdocs) is not installed")
+
+    def pages(node) -> list[str]:
+        if isinstance(node, str):
+            return [node]
+        if isinstance(node, dict):
+            return [p for v in node.values() for p in pages(v)]
+        return [p for v in node for p in pages(v)] if isinstance(node, list) else []
+
+    listed = pages(yaml.safe_load(CONFIG.read_text())["nav"])
+    twice = sorted({p for p in listed if listed.count(p) > 1})
+    assert not twice, f"{CONFIG.relative_to(ROOT)} lists these pages more than once in nav: {twice}"
+
+
 def test_the_checker_catches_drift(tmp_path: Path) -> None:
     """The block checker itself: a wrong output, a failing program and an unparsable fragment are caught."""
     page = tmp_path / "page.md"
