@@ -19,7 +19,7 @@ import pytest
 import tensorlogic as tl
 from tensorlogic.plan.remat import RematGraph, chain_graph, solve, store_all
 from tensorlogic.plan.remat_chain import chain_shape
-from tensorlogic.plan.remat_graph import graph_from_plan
+from tensorlogic.plan.remat_graph import graph_from_plan, plan_remat
 
 
 # ---------------------------------------------------------------------------------------- references
@@ -262,3 +262,22 @@ def test_schedules_run_on_the_executor():
     assert probe.executor.peak_bytes <= budget
     for t in (t for node in g.outputs for t in g.tensors[node]):
         np.testing.assert_array_equal(probe.executor.dense(t), ref[t])
+
+
+def test_plan_remat_picks_store_all_when_it_fits_and_refuses_below_the_least_budget():
+    src = "tensor X[256, 8]\ntensor Y[256, 8]\ntensor W1[8, 8] learnable\ntensor W2[8, 8] learnable\n"
+    src += "H[b, j] = relu(W1[j, k] X[b, k])\nZ[b, j] = W2[j, k] H[b, k]\nLoss = (Z[b, j] - Y[b, j])^2\n"
+    rng = np.random.default_rng(2)
+    data = {"X": rng.standard_normal((256, 8)), "Y": rng.standard_normal((256, 8))}
+    prog = tl.Program(src)
+    gp = tl.Program(prog.grad_source("Loss", **data))
+    gp.analyze(**data, **prog.params)
+    plan = gp.plan()
+    g, s = plan_remat(plan, plan.peak_bytes * 2)
+    assert s.strategy == "store_all" and s.feasible
+    g, s = plan_remat(plan, g.static)  # the data alone fill this budget
+    assert not s.feasible and s.min_budget > g.static
+    brute = brute_force(g, None, recompute_backward=False)
+    assert s.min_budget >= brute - 1e-6
+    if s.optimal:
+        assert s.min_budget == pytest.approx(brute)

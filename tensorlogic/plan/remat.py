@@ -86,7 +86,7 @@ class Schedule:
     peak: float = 0.0
     feasible: bool = True
     min_budget: float | None = None  # when infeasible: the smallest budget the strategy could meet
-    optimal: bool | None = None  # proven optimal (infeasible: proven infeasible, min_budget proven least)
+    optimal: bool | None = None  # proven optimal (when infeasible: proven infeasible; `note` says if min_budget is)
     note: str = ""
 
     def overhead(self, base_cost: float) -> float:

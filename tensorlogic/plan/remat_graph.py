@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..ir.nodes import reads
 from .program import BYTES_PER_ELEMENT, ProgramPlan
-from .remat import RematGraph
+from .remat import RematGraph, Schedule, solve, store_all
 
 BACKWARD_PREFIXES = ("Grad_", "Adj_")
 
@@ -51,3 +51,20 @@ def graph_from_plan(plan: ProgramPlan, outputs: set[str] | None = None,
             outs.add(k)
     static = float(sum(plan.tensor_bytes.get(t, 0) for t in static_tensors))
     return RematGraph(names, cost, mem, deps, backward, outs, static, ws, [list(st.tensors) for st in plan.strata])
+
+
+def plan_remat(plan: ProgramPlan, budget: float, time_limit: float = 10.0) -> tuple[RematGraph, Schedule]:
+    """The schedule for running `plan` within `budget` bytes: store-all when it fits, else the chain DP when
+    the graph is a chain, else the MILP (backward values computed once; greedy checkpointing when HiGHS finds
+    nothing within `time_limit`). Check `schedule.feasible`; when False, `schedule.min_budget` is the least
+    budget found. Run it with `Executor.run_schedule(graph.tensors, schedule.steps)`."""
+    from .remat_chain import chain_shape
+
+    graph = graph_from_plan(plan)
+    base = store_all(graph)
+    if base.peak <= budget:
+        base.budget = budget
+        return graph, base
+    if chain_shape(graph) is not None:
+        return graph, solve(graph, budget, "dp")
+    return graph, solve(graph, budget, "milp", time_limit=time_limit, recompute_backward=False)

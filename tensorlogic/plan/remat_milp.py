@@ -215,9 +215,9 @@ def solve_milp(graph: RematGraph, budget: float, time_limit: float = 60.0, gap: 
         least, proven = min_budget(graph, time_limit, recompute_backward)
         if fallback.min_budget is not None and fallback.min_budget < least:
             least, proven = fallback.min_budget, False
-        if r.status == "infeasible":
-            return Schedule("milp", budget, [], feasible=False, min_budget=least, optimal=proven,
-                            note="" if proven else "smallest budget not proven")
+        if r.status == "infeasible":  # proven (by the solver or the single-node bound)
+            return Schedule("milp", budget, [], feasible=False, min_budget=least, optimal=True,
+                            note="" if proven else "smallest budget found, not proven")
         return Schedule("milp", budget, [], feasible=False, min_budget=least, optimal=False,
                         note=f"no schedule found within {time_limit:g} s (not proven infeasible)")
     s = _finish(graph, "milp", budget, steps_from(graph, r.R, r.S), optimal=r.status == "optimal")
