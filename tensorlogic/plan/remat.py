@@ -133,6 +133,8 @@ def simulate(graph: RematGraph, steps: list[Step]) -> tuple[float, float]:
 
 def _finish(graph: RematGraph, strategy: str, budget: float | None, steps: list[Step], **kw) -> Schedule:
     cost, peak = simulate(graph, steps)
+    if strategy in ("dp", "milp") and budget is not None and peak > budget * (1 + 1e-9) + 1e-9:
+        raise ScheduleError(f"{strategy} schedule peaks at {peak:g}, over the budget {budget:g}")  # a bug
     return Schedule(strategy, budget, steps, cost, peak, **kw)
 
 
