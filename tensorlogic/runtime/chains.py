@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 # Chain rules: rounds as index expansions over a membership bitmap
 # ----------------------------------------------------------------------------------------------------------
 
-# Known facts of a chain stratum are a bitmap of the relation's key space: one byte per cell up to
-# _BYTE_BITMAP_MAX cells, one bit per cell up to _BIT_BITMAP_MAX cells (beyond: the general path).
+# The fast path needs a key space of at most _BIT_BITMAP_MAX cells (int32 keys, a bitmap of 256 MB at most);
+# a bitmap has one byte per cell up to _BYTE_BITMAP_MAX cells, else one bit.
 _BYTE_BITMAP_MAX = 1 << 20
 _BIT_BITMAP_MAX = 1 << 31
 # A round with more new facts than this runs as scipy sparse products instead of index expansions.
@@ -54,7 +54,7 @@ class _Chain:
 
 
 def compact_ids(rel: Relation, delta: Relation, outside: dict[str, Relation]
-             ) -> tuple[np.ndarray, Relation, Relation, dict[str, Relation]] | None:
+                ) -> tuple[np.ndarray, Relation, Relation, dict[str, Relation]] | None:
     """When a square binary relation's key space is too large for a bitmap but few ids occur (CA-HepTh: ids
     up to 68,745, 9,877 of them used), the same relations over dense ranks of the ids that occur: (ids,
     relation, delta, outside relations), or None. Ranks preserve order, so sorted keys stay sorted."""
@@ -344,7 +344,8 @@ def chain_fixpoint(name: str, chains: list[_Chain], full: Relation, delta: Relat
                     a, b = _expand(b, a, ix)
                 if j < len(steps) - 1 and a.shape[0] > 1:  # dedup intermediate pairs
                     nb = int(b.max()) + 1
-                    a, b = np.divmod(_unique(a * nb + b), nb)
+                    a, b = np.divmod(_unique(a.astype(np.int64) * nb + b), nb)  # may exceed int32
+                    a, b = a.astype(np.int32), b.astype(np.int32)
             key = a * n1
             key += b
             cand.append(key)
