@@ -122,16 +122,17 @@ def run_networkx_exact(edges: Edges) -> Result:
 
 def scipy_closure(edges: Edges) -> tuple[sp.csr_matrix, int]:
     """Semi-naive closure with sparse matrices: R = E; delta = E; until delta is empty: new = (delta @ E) > 0
-    minus R; R += new; delta = new. Rounds: the base step plus one per product (as tensorlogic counts)."""
+    minus R; R += new; delta = new. Rounds: those that derive facts, the base step included (as tensorlogic
+    counts: the final product that finds nothing new is not a round)."""
     e = np.asarray(edges, dtype=np.int64)
     n = int(e.max()) + 1
     adj = sp.csr_matrix((np.ones(len(e), dtype=np.float32), (e[:, 0], e[:, 1])), shape=(n, n))
     reach = adj > 0
     delta = adj
-    rounds = 1
+    rounds = 1 if adj.nnz else 0
     while delta.nnz:
-        rounds += 1
         new = (delta @ adj).astype(bool) > reach  # in the product and not yet in R (bool > bool: a and not b)
+        rounds += 1 if new.nnz else 0
         reach = reach + new
         delta = new.astype(np.float32)
     return reach, rounds
