@@ -180,14 +180,23 @@ class Program:
         return np.array(self.executor.dense(name))
 
     # ------------------------------------------------------------ learning
-    def grad(self, loss: str, wrt: list[str] | None = None, **values: Any) -> dict[str, np.ndarray]:
+    def grad(self, loss: str, wrt: list[str] | None = None, memory_budget: int | str | None = None,
+             remat: str = "milp", **values: Any) -> dict[str, np.ndarray]:
         """The gradient of the scalar `loss` with respect to each tensor in `wrt` (default: the parameters
         not given in `values`) at `values`, as numpy arrays of the tensors' shapes. The gradient is computed
-        by the gradient program (`grad_source`), run like any other program."""
+        by the gradient program (`grad_source`), run like any other program. Under `memory_budget` (bytes or
+        "200MB"; default the program's) it runs by a keep/recompute schedule of strategy `remat` (milp, dp,
+        sqrt, store_all; see tensorlogic/learn/budget.py), or raises before running when none fits."""
         from .learn.trainer import parameters, program_grad
 
         names = list(wrt) if wrt is not None else parameters(self, set(values))
-        return program_grad(self, loss, names, {**self.params, **values})
+        budget = self._budget(memory_budget)
+        return program_grad(self, loss, names, {**self.params, **values}, budget, remat)
+
+    def _budget(self, memory_budget: int | str | None) -> int | None:
+        if memory_budget is None:
+            return self.memory_budget
+        return parse_bytes(memory_budget) if isinstance(memory_budget, str) else int(memory_budget)
 
     def grad_source(self, loss: str, wrt: list[str] | None = None, **values: Any) -> str:
         """The gradient program as `.tl` source: the forward statements, `Grad_<loss> = 1`, the gradient
@@ -208,7 +217,7 @@ class Program:
               wrt: list[str] | None = None, progress: bool = False, save: str | Path | None = None,
               plot: str | Path | None = None, callback: Callable[[int, float], None] | None = None,
               options: dict[str, float] | None = None, batch_size: int | None = None,
-              **data: Any) -> list[float]:
+              memory_budget: int | str | None = None, remat: str = "milp", **data: Any) -> list[float]:
         """Learn the parameters (tensors declared learnable or never defined; or `wrt`) by minimising the
         scalar `loss` with `optimizer` (sgd, momentum, adam, adamw); returns the loss of each epoch. The
         learned values stay in `prog.params` and are used by later runs; `save` writes them after every
@@ -217,7 +226,7 @@ class Program:
         from .learn.trainer import train
 
         return train(self, loss, epochs, lr, optimizer, wrt, progress, save, plot, callback, options, data,
-                     batch_size)
+                     batch_size, self._budget(memory_budget), remat)
 
     def save_params(self, path: str | Path) -> None:
         from .learn.trainer import save_params

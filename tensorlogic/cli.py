@@ -176,7 +176,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         options["weight_decay"] = args.weight_decay
     history = prog.train(loss, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, wrt=args.wrt or None,
                          progress=not args.quiet, save=args.save, plot=args.plot, options=options,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, memory_budget=args.memory_budget, remat=args.remat)
     if history:
         print(f"{loss}: {history[0]:.6g} -> {history[-1]:.6g} after {len(history)} epochs "
               f"({args.optimizer}, lr {args.lr})")
@@ -239,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--wrt", action="append", help="train only these tensors (repeatable)")
     t.add_argument("--seed", type=int, default=0, help="seed of the parameters' initialisation")
     t.add_argument("--batch-size", type=int, help="minibatches of the examples indexed by a virtual index *e")
+    t.add_argument("--memory-budget", help="keep the training step's peak memory under this (e.g. 200MB): "
+                   "forward values are recomputed where needed")
+    t.add_argument("--remat", default="milp", choices=["milp", "dp", "sqrt", "store_all"],
+                   help="the keep/recompute strategy under --memory-budget (default milp)")
     t.add_argument("--save", help="write the parameters to this .npz after every epoch (atomically)")
     t.add_argument("--load", help="start from the parameters in this .npz")
     t.add_argument("--plot", help="draw the loss curve to this file (.png, .svg, .pdf)")

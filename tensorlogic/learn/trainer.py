@@ -99,7 +99,8 @@ def gradient_program(prog: Any, loss: str, wrt: list[str], seeded: bool = True,
     return cache[key]
 
 
-def program_grad(prog: Any, loss: str, wrt: list[str] | None, values: dict[str, Any]) -> dict[str, np.ndarray]:
+def program_grad(prog: Any, loss: str, wrt: list[str] | None, values: dict[str, Any],
+                 memory_budget: int | None = None, strategy: str = "milp") -> dict[str, np.ndarray]:
     """d(loss)/d(each of wrt) at `values` (inputs and parameter values; missing parameters take their
     current values). The loss must be a scalar."""
     names = list(wrt) if wrt is not None else parameters(prog, set(values))
@@ -115,7 +116,16 @@ def program_grad(prog: Any, loss: str, wrt: list[str] | None, values: dict[str, 
         given[n] = v
     renames = differentiable(prog, given)._renames  # a state's initial value is <state>_Init with history
     gp, gs = gradient_program(prog, loss, [renames.get(n, n) for n in names], values=given)
-    gp.run(**given)
+    if memory_budget is None:
+        gp.run(**given)
+    else:  # keep or recompute forward values so that the step's peak stays under the budget
+        from .budget import scheduled_run
+
+        gp.analyze(**given)
+        outs = {gs.grad_name(renames.get(n, n)) for n in names} | {loss}
+        prog.last_schedule = scheduled_run(gp, {o for o in outs if o}, memory_budget, strategy,
+                                           prog._grad_programs)
+    prog.last_peak_bytes = gp.executor.peak_bytes
     out = {}
     for n in names:
         g = gs.grad_name(renames.get(n, n))
@@ -177,7 +187,7 @@ def train(prog: Any, loss: str = "Loss", epochs: int = 100, lr: float = 0.01, op
           wrt: list[str] | None = None, progress: bool = True, save: str | Path | None = None,
           plot: str | Path | None = None, callback: Callable[[int, float], None] | None = None,
           options: dict[str, float] | None = None, data: dict[str, Any] | None = None,
-          batch_size: int | None = None) -> list[float]:
+          batch_size: int | None = None, memory_budget: int | None = None, remat: str = "milp") -> list[float]:
     """Minimise the scalar `loss` over the parameters; returns the loss of every epoch (before its step; with
     minibatches, the sum of the batches' losses, each before its step)."""
     if epochs < 0:
@@ -206,13 +216,14 @@ def train(prog: Any, loss: str = "Loss", epochs: int = 100, lr: float = 0.01, op
     try:
         for epoch in range(epochs):
             if plan is None:
-                grads = program_grad(prog, loss, names, {**data, **params})
+                grads = program_grad(prog, loss, names, {**data, **params}, memory_budget, remat)
                 value = prog.last_loss
                 opt.step(params, grads)
             else:
                 value = 0.0
                 for idx in epoch_batches(plan[2], batch_size, rng):
-                    grads = program_grad(prog, loss, names, {**data, **batch_values(plan[0], plan[1], idx), **params})
+                    batch = batch_values(plan[0], plan[1], idx)
+                    grads = program_grad(prog, loss, names, {**data, **batch, **params}, memory_budget, remat)
                     value += prog.last_loss
                     opt.step(params, grads)
             if not np.isfinite(value):

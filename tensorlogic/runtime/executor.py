@@ -211,6 +211,22 @@ class Executor:
             if self.free_dead and names is not None:
                 self._free_dead(st, protect)
 
+    def run_schedule(self, node_tensors: list[list[str]], steps: list[tuple[str, int]]) -> None:
+        """Run an explicit schedule (plan/remat.py): ("compute", k) evaluates the stratum making the tensors
+        `node_tensors[k]` (again, for a recomputation: its inputs are live by the schedule's construction),
+        ("free", k) drops them. The peak of what is live is counted as in `ensure`."""
+        by_tensors = {frozenset(st.tensors): st for st in strata(self.prog.equations)}
+        for kind, k in steps:
+            names = node_tensors[k]
+            if kind == "compute":
+                self.run_stratum(by_tensors[frozenset(names)])
+                self.computed.update(names)
+                self.peak_bytes = max(self.peak_bytes, self.live_bytes())
+            else:
+                for t in names:
+                    self.values.pop(t, None)
+                    self.computed.discard(t)
+
     def plan_liveness(self, needed: set[str]) -> None:
         """Before a run: which strata read each tensor, over everything the run needs (all its queries)."""
         self.readers = {}
