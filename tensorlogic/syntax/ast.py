@@ -280,6 +280,34 @@ class Import:
 
 
 @dataclass(frozen=True)
+class ModuleDecl:
+    """`module linear(X, Y, W, B, i, o)`: opens a module section of a file; the names may be bound by a use."""
+
+    name: str
+    params: tuple[str, ...]
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class UseArg:
+    """`W=W1` (a tensor), `i=h` (an index), `i=16` (an index of that size) or `Eps=0.001` (a scalar)."""
+
+    param: str
+    value: str | float
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Use:
+    """`use nn.linear(X=H, Y=O) as Layer1`: the module's equations with these names, the rest prefixed."""
+
+    module: str
+    args: tuple[UseArg, ...]
+    alias: str | None
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class Setting:
     """`set max_iterations = 500`, `set tolerance = 1e-8`."""
 
@@ -289,7 +317,7 @@ class Setting:
 
 
 Statement = (Equation | Literal | FileRead | FileWrite | Rule | Fact | Query | TensorDecl | IndexDecl
-             | DomainDecl | Import | Setting)
+             | DomainDecl | Import | Setting | ModuleDecl | Use)
 
 
 @dataclass

@@ -28,6 +28,9 @@ class Span:
     end_line: int
     end_col: int
     source: str = field(default="", repr=False, compare=False)
+    # Where a module's statement came from: the `use` that instantiated it (see syntax/modules.py).
+    via: Span | None = field(default=None, repr=False, compare=False)
+    via_what: str = field(default="", repr=False, compare=False)
 
     def line_text(self) -> str | None:
         """The source line the span starts on, or None when the source is not known."""
@@ -56,6 +59,7 @@ class Diagnostic:
         out.append(f"{where}{self.severity}: {self.message}")
         if self.span is not None:
             out.extend(_excerpt(self.span))
+            out.extend(_via_notes(self.span))
         for note, span in self.notes:
             where = f"{span}: " if span is not None else ""
             out.append(f"{where}note: {note}")
@@ -64,6 +68,17 @@ class Diagnostic:
         if self.hint:
             out.append(f"  hint: {self.hint}")
         return "\n".join(out)
+
+
+def _via_notes(span: Span) -> list[str]:
+    """Notes for a span inside a module: each `use` that instantiated it, innermost first."""
+    out: list[str] = []
+    via, what = span.via, span.via_what
+    while via is not None:
+        out.append(f"{via}: note: {what or 'in this use of a module'}")
+        out.extend(_excerpt(via))
+        via, what = via.via, via.via_what
+    return out
 
 
 def _excerpt(span: Span) -> list[str]:

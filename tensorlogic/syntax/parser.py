@@ -400,6 +400,26 @@ class _ToAST(Transformer):
         return ast.Import(tok, False, self._sp(meta))
 
     @v_args(meta=True)
+    def module_decl(self, meta, items):
+        return ast.ModuleDecl(str(items[0]), tuple(str(i) for i in items[1:] if i is not None), self._sp(meta))
+
+    @v_args(meta=True)
+    def use_decl(self, meta, items):
+        alias = items[-1] if isinstance(items[-1], str) and not isinstance(items[-1], Token) else None
+        args = tuple(i for i in items[1:] if isinstance(i, ast.UseArg))
+        return ast.Use(str(items[0]), args, alias, self._sp(meta))
+
+    def use_as(self, items):
+        return str(items[0])
+
+    @v_args(meta=True)
+    def use_arg(self, meta, items):
+        name, value = items
+        if isinstance(value, Token):
+            value = int(value) if value.type == "INT" else str(value)
+        return ast.UseArg(str(name), value, self._sp(meta))
+
+    @v_args(meta=True)
     def set_decl(self, meta, items):
         return ast.Setting(str(items[0]), float(items[1]), self._sp(meta))
 
