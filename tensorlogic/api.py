@@ -69,6 +69,7 @@ class Program:
         self._inputs: dict[str, Any] = {}
         self._analyzed: Analyzed | None = None
         self._signature: tuple | None = None  # the inputs' shapes and kinds the analysis was made for
+        self._tuples: dict[str, list] = {}  # ... and the relations given as tuples
         self._executor: Executor | None = None
         self.answers: list[Answer] = []
         self.params: dict[str, np.ndarray] = {}  # learned values, used by run() for tensors not given
@@ -111,7 +112,8 @@ class Program:
         or plan again."""
         inputs = {k: _numpy_input(v) for k, v in inputs.items()}  # torch tensors (any device) as numpy
         sig = _signature(inputs)
-        if sig is not None and sig == self._signature and self._analyzed is not None:
+        if (sig is not None and sig == self._signature and self._analyzed is not None
+                and _same_tuples(self._tuples, inputs)):
             for name, value in inputs.items():
                 if isinstance(value, np.ndarray):
                     self._analyzed.data[self._renames.get(name, name)] = np.asarray(value, dtype=np.float64)
@@ -122,7 +124,7 @@ class Program:
         lowered = self.lowered()
         given = {self._renames.get(k, k): v for k, v in self._inputs.items()}
         self._analyzed = analyze(lowered, given, self.base_dir)
-        self._signature = sig
+        self._signature, self._tuples = sig, (_tuple_inputs(inputs) if sig is not None else {})
         self._executor = None
         return self._analyzed
 
@@ -295,8 +297,8 @@ def _numpy_input(v: Any) -> Any:
 
 
 def _signature(inputs: dict[str, Any]) -> tuple | None:
-    """What analysis depends on in the inputs: array shapes and kinds, integer scalars' values; None when an
-    input (a relation given as tuples) has content that analysis reads."""
+    """What analysis depends on in the inputs: array shapes and kinds, scalars' values, the number of tuples of
+    a relation given as a sequence of tuples (whose content `_same_tuples` compares); None for other inputs."""
     out = []
     for name in sorted(inputs):
         v = inputs[name]
@@ -304,9 +306,22 @@ def _signature(inputs: dict[str, Any]) -> tuple | None:
             out.append((name, v.shape, v.dtype.kind == "b"))
         elif isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool):
             out.append((name, "scalar", float(v)))
+        elif isinstance(v, list | tuple) and all(type(t) is tuple for t in v):  # compared by _same_tuples
+            out.append((name, "tuples", len(v)))
         else:
             return None
     return tuple(out)
+
+
+def _tuple_inputs(inputs: dict[str, Any]) -> dict[str, list]:
+    """The relations given as sequences of tuples, copied (tuples are immutable: a shallow copy is enough)."""
+    return {k: list(v) for k, v in inputs.items() if isinstance(v, list | tuple)}
+
+
+def _same_tuples(old: dict[str, list], inputs: dict[str, Any]) -> bool:
+    """Whether every relation given as tuples has the same tuples, in the same order, as last time."""
+    return all(old.get(k) == (v if isinstance(v, list) else list(v))
+               for k, v in inputs.items() if isinstance(v, list | tuple))
 
 
 def load(path: str | Path, **kwargs: Any) -> Program:

@@ -25,6 +25,7 @@ from ..ir.nodes import (
     Compare,
     Concat,
     Const,
+    Equation,
     IBin,
     IConst,
     IExpr,
@@ -37,6 +38,7 @@ from ..ir.nodes import (
     Pow,
     Read,
     Reduce,
+    equation_str,
     expr_str,
     ix_vars,
 )
@@ -150,19 +152,23 @@ class DenseEvaluator:
 
     def __init__(self, backend, read_value: Callable[[Read], tuple[Any, list[IExpr]]],
                  ranges: dict[str, Range],
-                 user_functions: dict[str, Callable] | None = None, where: str = ""):
+                 user_functions: dict[str, Callable] | None = None, where: str | Equation = ""):
         self.backend = backend
         self.xp = backend.xp  # the array namespace: numpy itself, or the backend's equivalent
         self.read_value = read_value
         self.ranges = ranges
         self.user_functions = user_functions or {}
-        self.where = where
+        self._where = where  # the equation (its text is made only for an error message) or a text
         self.read_sparse: Callable[[Read], object] | None = None  # a relation as a CSR matrix, or None
         self.cache: dict | None = None  # shared sub-joins: signature -> result (set by the executor)
         self.versions: Callable[[str], int] | None = None  # a tensor's value version, part of the signature
         self.shared = 0  # joins answered from the cache
         self.steps: list = []  # contraction plans used, for TL_DEBUG=plan
         self.max_transient = 0  # bytes of the largest intermediate of a pairwise step
+
+    @property
+    def where(self) -> str:
+        return self._where if isinstance(self._where, str) else equation_str(self._where)
 
     def full(self, x: Labeled, order: tuple[str, ...]) -> Any:
         arr = align(x, order, self.xp)
@@ -214,12 +220,11 @@ class DenseEvaluator:
     def cache_key(self, n: Reduce) -> tuple | None:
         """A join's signature: its text (tensors, index expressions, summed indices), the ranges of its
         indices and the versions of the tensors it reads. Equal signatures compute equal values."""
-        from ..ir.nodes import node_vars, reads
-
         if self.versions is None:
             return None
-        tensors = sorted({r.tensor for r in reads(n)})
-        return (expr_str(n), tuple((v, self.ranges[v]) for v in node_vars(n) if v in self.ranges),
+        text, vars_, tensors = _static(n)
+        ranges = self.ranges
+        return (text, tuple((v, ranges[v]) for v in vars_ if v in ranges),
                 tuple((t, self.versions(t)) for t in tensors))
 
     def read(self, r: Read) -> Labeled:
@@ -357,6 +362,24 @@ class DenseEvaluator:
         k = len(rest)
         merged = arr.reshape(arr.shape[:k] + (-1,))
         return Labeled(merged, rest + (n.into,))
+
+
+_STATIC: dict[int, tuple] = {}  # id(node) -> (node, its text, its variables, the tensors it reads)
+
+
+def _static(n: Node) -> tuple[str, list[str], list[str]]:
+    """What a join's signature takes from the node itself, computed once per node (nodes are not changed after
+    analysis; the entry holds the node, so its id is not reused while cached)."""
+    hit = _STATIC.get(id(n))
+    if hit is not None and hit[0] is n:
+        return hit[1]
+    from ..ir.nodes import node_vars, reads
+
+    if len(_STATIC) > 20_000:
+        _STATIC.clear()
+    val = (expr_str(n), node_vars(n), sorted({r.tensor for r in reads(n)}))
+    _STATIC[id(n)] = (n, val)
+    return val
 
 
 _COMPARE = {"!=": operator.ne, "==": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt,

@@ -95,6 +95,8 @@ class Executor:
         v = self._initial[name]
         if isinstance(v, Relation) or not self.prog.tensors[name].has_equations:
             return v  # never written in place: no copy needed
+        if name not in self.prog.data:  # no data: zeros (fresh zeros cost less than a copy)
+            return np.zeros(v.shape)
         return v.copy()
 
     def _make_initial(self, name: str) -> Value:
@@ -289,6 +291,11 @@ class Executor:
                             continue
                         rng = dict(e.ranges)
                         rng[step.var] = (v, v + 1)
+                    cur = self.values[t]
+                    if e.op == "+":  # added into the stratum's own copy (see initial), no full-size temporary
+                        self.contribution(e, self.read_current, rng, into=cur)
+                        self.values[t] = cur  # a new version, so cached joins over it are not reused
+                        continue
                     acc, aux = self.contribution(e, self.read_current, rng)
                     if e.op == "avg":  # one equation per max/min/avg head (layered.py): finish its projection
                         acc = self.xp.where(aux > 0, acc / self.xp.maximum(aux, 1.0), 0.0)
@@ -305,13 +312,14 @@ class Executor:
         pos = [p.expr for k, p in enumerate(r.pos) if k != t.virtual_axis]
         return self.array(r.tensor), pos
 
-    def contribution(self, eq: Equation, read: Callable, ranges: dict | None = None
+    def contribution(self, eq: Equation, read: Callable, ranges: dict | None = None, into=None
                      ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The equation's right side projected onto its left side: (accumulator, count-or-touched)."""
+        """The equation's right side projected onto its left side: (accumulator, count-or-touched). With
+        `into` (an array of the left side's shape; `=` equations only), it is added into that array."""
         rng = ranges or eq.ranges
         if ranges is None and read == self.read_current and (counted := self._count(eq)) is not None:
             return counted, None
-        ev = DenseEvaluator(self.backend, read, rng, self.functions, equation_str(eq))
+        ev = DenseEvaluator(self.backend, read, rng, self.functions, eq)
         if read == self.read_current:  # reads see stored values: identical sub-joins can be shared
             ev.cache, ev.versions = self.join_cache, self.values.version
             ev.read_sparse = self.sparse_matrix
@@ -327,8 +335,9 @@ class Executor:
                 print(f"[plan] {equation_str(eq)}\n{plan}", file=sys.stderr)
         t = self.prog.tensors[eq.lhs]
         lhs = [p.expr for k, p in enumerate(eq.lhs_pos) if k != t.virtual_axis]
-        out = scatter(res, lhs, rng, t.storage_shape, eq.op, self.xp)
-        self.peak_bytes = max(self.peak_bytes, self.live_bytes() + ev.max_transient + out[0].nbytes)
+        out = scatter(res, lhs, rng, t.storage_shape, eq.op, self.xp, into)
+        fresh = out[0].nbytes if out[0] is not into else 0
+        self.peak_bytes = max(self.peak_bytes, self.live_bytes() + ev.max_transient + fresh)
         return out
 
     def _count(self, eq: Equation) -> np.ndarray | None:
@@ -532,10 +541,10 @@ def _virtual_const(e: Equation) -> bool:
     return any(p.virtual and isinstance(p.expr, IConst) for p in e.lhs_pos)
 
 
-def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...], op: str, xp=np
+def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...], op: str, xp=np, into=None
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """Accumulate `res` into an array of `shape` at the left side's index expressions, with `op`, in the array
-    namespace `xp`."""
+    namespace `xp`; with `into` (op `+` only) added into that array instead of a new one of zeros."""
     lhs_vars: list[str] = []
     for e in lhs:
         for v in ix_vars(e):
@@ -554,23 +563,38 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
     order = tuple(lhs_vars)
     grid_shape = tuple(ranges[v][1] - ranges[v][0] for v in order)
     vals = xp.asarray(xp.broadcast_to(align(res, order, xp), grid_shape), dtype=xp.float64)
-    shifts = [_shift_of(e) for e in lhs]
-    if op == "+" and all(sh is not None for sh in shifts) and len({sh[0] for sh in shifts}) == len(lhs) == len(order):
-        # each position is a distinct variable plus a constant: one (clipped) slice assignment, no scatter
-        acc = xp.zeros(shape)
+    shifts = [e.value if isinstance(e, IConst) else _shift_of(e) for e in lhs]
+    moving = [sh for sh in shifts if not isinstance(sh, int)]
+    if op == "+" and lhs and all(sh is not None for sh in shifts) and len({sh[0] for sh in moving}) == len(
+            moving) == len(order):
+        # each position is a constant or a distinct variable plus a constant: one (clipped) slice assignment
+        acc = xp.zeros(shape) if into is None else into
         dst, src = [], []
-        for (v, c), n in zip(shifts, shape):
+        for sh, n in zip(shifts, shape):
+            if isinstance(sh, int):
+                if not 0 <= sh < n:
+                    return acc, None
+                dst.append(sh)
+                continue
+            v, c = sh
             lo, hi = ranges[v][0] + c, ranges[v][1] + c
             a, b = max(lo, 0), min(hi, n)
             if a >= b:
                 return acc, None
             dst.append(slice(a, b))
             src.append(slice(a - lo, b - lo))
-        perm = [order.index(v) for v, _ in shifts]
-        acc[tuple(dst)] = xp.transpose(vals, perm)[tuple(src)]
+        perm = [order.index(v) for v, _ in moving]
+        part = xp.transpose(vals, perm) if perm != list(range(len(perm))) else vals
+        if into is None:
+            acc[tuple(dst)] = part[tuple(src)]
+        else:
+            acc[tuple(dst)] += part[tuple(src)]
         return acc, None
     if not lhs:  # a scalar left side
         total = xp.asarray(vals, dtype=xp.float64).reshape(())
+        if into is not None:
+            into += total
+            return into, None
         if op in ("max", "min"):
             return xp.copy(total), xp.asarray(True)
         return xp.copy(total), (xp.asarray(float(per_cell)) if op == "avg" else None)
@@ -581,7 +605,7 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
     idx = tuple(g[valid] for g in grids)
     v = vals[valid]
     if op == "+":
-        acc = xp.zeros(shape)
+        acc = xp.zeros(shape) if into is None else into
         xp.add.at(acc, idx, v)
         return acc, None
     if op in ("max", "min"):
