@@ -100,8 +100,11 @@ class Case:
         """`run`, alternating with the store-all schedule `repeat` times: (peak, time ratio of the best runs,
         gradient difference)."""
         best, base = None, float("inf")
-        for _ in range(repeat):
-            r, b = self.run(steps), self.run(base_steps)
+        for k in range(repeat):
+            if k % 2:
+                r, b = self.run(steps), self.run(base_steps)
+            else:
+                b, r = self.run(base_steps), self.run(steps)
             if r is None or b is None:
                 return None
             best = r if best is None or r[1] < best[1] else best
@@ -154,6 +157,8 @@ def table(name: str, case: Case, fractions: list[float], time_limit: float) -> N
             if strat == "milp":
                 note = (note + "; " if note else "") + f"solved in {secs:.1f} s" + ("" if s.optimal else
                                                                                   ", not proven optimal")
+                if s.feasible and not s.optimal and s.lower_bound:
+                    note += f"; the optimum is at least +{100 * (s.lower_bound / base.cost - 1):.1f}%"
             if not s.steps:
                 least = f"; least budget {s.min_budget / base.peak:.0%}" if s.min_budget else ""
                 print(f"    {f'{100 * f:.0f}%':>6} {strat:>9} {'-':>9} {'-':>9} {'infeasible':>11} {'':>8} "

@@ -88,6 +88,7 @@ class Schedule:
     min_budget: float | None = None  # when infeasible: the smallest budget the strategy could meet
     optimal: bool | None = None  # proven optimal (when infeasible: proven infeasible; `note` says if min_budget is)
     note: str = ""
+    lower_bound: float | None = None  # MILP: no schedule within the budget costs less (the solver's bound)
 
     def overhead(self, base_cost: float) -> float:
         """Extra compute over `base_cost` (store-all), as a fraction."""

@@ -35,6 +35,7 @@ class MilpResult:
     R: np.ndarray | None = None  # [t, i]
     S: np.ndarray | None = None
     gap: float | None = None
+    bound: float | None = None  # the solver's dual bound on the objective (graph units)
 
 
 class _Model:
@@ -158,7 +159,9 @@ def milp_solve(graph: RematGraph, budget: float | None, time_limit: float = 60.0
         Sm[t, i] = res.x[x] > 0.5
     scale = mem_scale if budget is None else cost_scale
     status = "optimal" if res.status == 0 else "feasible"
-    return MilpResult(status, float(res.fun) * scale, Rm, Sm, getattr(res, "mip_gap", None))
+    dual = getattr(res, "mip_dual_bound", None)
+    bound = float(dual) * scale if dual is not None and np.isfinite(dual) else None
+    return MilpResult(status, float(res.fun) * scale, Rm, Sm, getattr(res, "mip_gap", None), bound)
 
 
 def steps_from(graph: RematGraph, R: np.ndarray, S: np.ndarray) -> list[Step]:
@@ -223,4 +226,7 @@ def solve_milp(graph: RematGraph, budget: float, time_limit: float = 60.0, gap: 
     s = _finish(graph, "milp", budget, steps_from(graph, r.R, r.S), optimal=r.status == "optimal")
     if r.status != "optimal":
         s.note = f"time limit {time_limit:g} s; relative gap {r.gap:.3g}" if r.gap is not None else "time limit"
+        s.lower_bound = r.bound
+    else:
+        s.lower_bound = s.cost
     return s
