@@ -331,3 +331,51 @@ def test_logic_samegen_matches_brute_force() -> None:
     depth = nx.shortest_path_length(tree, 0)
     expect = {(a, b) for a in tree for b in tree if a != b and depth[a] == depth[b] and a != 0}
     assert _answers(p, "Same") == expect
+
+
+# ---------------------------------------------------------------------------- kernel and factor against numpy
+
+
+def test_kernel_gram_matrices_and_prediction_match_numpy() -> None:
+    from scipy.spatial.distance import cdist
+
+    x, q = RNG.normal(size=(6, 3)), RNG.normal(size=(4, 3))
+    alpha, label = RNG.random(6), np.array([1.0, -1, 1, 1, -1, -1])
+    src = ("use kernel.poly(X=X, Z=X, K=Poly, C=1.0, Deg=3, n=n, m=m, d=d)\n"
+           "use kernel.gauss(X=X, Z=X, K=Gram, Var=2.0, n=n, m=m, d=d)\n"
+           "use kernel.gauss(X=Q, Z=X, K=Cross, Var=2.0, n=q, m=m, d=d) as QK\n"
+           "use kernel.predict(K=Cross, Alpha=Alpha, Label=Label, B=0.5, Y=Y, q=q, n=m)\n")
+    p = _run(src, X=x, Q=q, Alpha=alpha, Label=label)
+    assert np.allclose(p["Poly"], (x @ x.T + 1) ** 3)
+    assert np.allclose(p["Gram"], np.exp(-cdist(x, x, "sqeuclidean") / 2))
+    cross = np.exp(-cdist(q, x, "sqeuclidean") / 2)
+    assert np.allclose(p["Y"], cross @ (alpha * label) + 0.5)
+
+
+def test_factor_models_match_numpy_reconstruction() -> None:
+    a, b, c = RNG.normal(size=(4, 2)), RNG.normal(size=(3, 2)), RNG.normal(size=(5, 2))
+    g = RNG.normal(size=(2, 2, 2))
+    g1, g2, g3 = RNG.normal(size=(4, 2)), RNG.normal(size=(2, 3, 3)), RNG.normal(size=(3, 5))
+    w, up, down = RNG.normal(size=(3, 4)), RNG.normal(size=(3, 2)), RNG.normal(size=(2, 4))
+    src = ("use factor.cp(A=A, B=B, C=C, T=Cp, i=i, j=j, k=k, r=r)\n"
+           "use factor.tucker(G=G, A=A, B=B, C=C, T=Tk, i=i, j=j, k=k, p=r, q=r', r=r'')\n"
+           "use factor.tt(G1=G1, G2=G2, G3=G3, T=Tt, i=i, j=j, k=k, a=a, b=b)\n"
+           "use factor.lora(W=W, Up=Up, Down=Down, Out=Adapted, Scale=0.5, o=o, i=i, r=r)\n")
+    p = _run(src, A=a, B=b, C=c, G=g, G1=g1, G2=g2, G3=g3, W=w, Up=up, Down=down)
+    assert np.allclose(p["Cp"], np.einsum("ir,jr,kr->ijk", a, b, c))
+    assert np.allclose(p["Tk"], np.einsum("pqr,ip,jq,kr->ijk", g, a, b, c))
+    assert np.allclose(p["Tt"], np.einsum("ia,ajb,bk->ijk", g1, g2, g3))
+    assert np.allclose(p["Adapted"], w + 0.5 * up @ down)
+
+
+def test_factor_cp_fit_recovers_a_rank_two_tensor() -> None:
+    a, b, c = RNG.normal(size=(6, 2)), RNG.normal(size=(5, 2)), RNG.normal(size=(4, 2))
+    data = np.einsum("ir,jr,kr->ijk", a, b, c)
+    p = tl.Program("index i: 6\nindex j: 5\nindex k: 4\n"
+                   "use factor.cp(A=A, B=B, C=C, T=Approx, i=i, j=j, k=k, r=2)\n"
+                   "use factor.fit(Data=Data, T=Approx, Loss=Loss, i=i, j=j, k=k)\n")
+    losses = p.train(epochs=500, lr=0.05, Data=data)
+    assert losses[-1] < 1e-4 * losses[0]
+    p.run(Data=data)
+    approx = np.einsum("ir,jr,kr->ijk", p.params["A"], p.params["B"], p.params["C"])
+    assert np.allclose(p["Approx"], approx) and np.abs(approx - data).max() < 1e-2
