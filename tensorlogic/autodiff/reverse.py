@@ -46,6 +46,18 @@ from ..ir.nodes import (
     reads,
 )
 from ..syntax.diagnostics import Span, TLAnalysisError, TLError
+from .exprs import (
+    DERIVATIVES,
+    all_vars,
+    anchor_top_sums,
+    disjoint,
+    free_vars,
+    neg,
+    one_minus,
+    prod,
+    read_of,
+    uniquify,
+)
 
 NONDIFF = (Const, IndexValue, Compare, Not)
 
@@ -58,191 +70,6 @@ def _fail(msg: str, span: Span | None, hint: str | None = None) -> TLError:
     from ..syntax.diagnostics import Diagnostic
 
     return TLGradError([Diagnostic(msg, span, hint)])
-
-
-def free_vars(n: Node) -> list[str]:
-    """Index variables of n that are not summed inside it, in order of first appearance."""
-    if isinstance(n, Read):
-        out: list[str] = []
-        for p in n.pos:
-            for v in ix_vars(p.expr):
-                if v not in out:
-                    out.append(v)
-        return out
-    if isinstance(n, IndexValue):
-        return [n.var]
-    if isinstance(n, Compare):
-        return list(dict.fromkeys(ix_vars(n.left) + ix_vars(n.right)))
-    if isinstance(n, Reduce):
-        return [v for v in free_vars(n.operand) if v not in n.over]
-    if isinstance(n, Concat):
-        return [v for v in free_vars(n.operand) if v not in n.merged] + [n.into]
-    if isinstance(n, Not):
-        return free_vars(n.operand)
-    out = []
-    kids = n.factors if isinstance(n, Join) else n.terms if isinstance(n, Add) else (
-        [n.operand] if isinstance(n, Neg) else [n.base, n.exponent] if isinstance(n, Pow) else
-        list(n.args) if isinstance(n, Apply) else [])
-    for c in kids:
-        for v in free_vars(c):
-            if v not in out:
-                out.append(v)
-    if isinstance(n, Apply) and n.norm_var and n.norm_var not in out:
-        out.append(n.norm_var)
-    return out
-
-
-def _rename_ix(e, m: dict[str, str]):
-    if isinstance(e, IVar):
-        return IVar(m.get(e.name, e.name))
-    if isinstance(e, IBin):
-        return IBin(e.op, _rename_ix(e.left, m), _rename_ix(e.right, m))
-    return e
-
-
-def rename(n: Node, m: dict[str, str]) -> Node:
-    """n with index variables renamed by m (a copy; summed variables inside are renamed too)."""
-    if not m:
-        return n
-    if isinstance(n, Read):
-        return Read(n.tensor, tuple(Pos(_rename_ix(p.expr, m), p.virtual, p.normalized) for p in n.pos),
-                    n.boolean_syntax, n.span)
-    if isinstance(n, IndexValue):
-        return IndexValue(m.get(n.var, n.var), n.span)
-    if isinstance(n, Compare):
-        return Compare(n.op, _rename_ix(n.left, m), _rename_ix(n.right, m))
-    if isinstance(n, Not):
-        return Not(rename(n.operand, m))
-    if isinstance(n, Join):
-        return Join([rename(f, m) for f in n.factors], list(n.divides))
-    if isinstance(n, Add):
-        return Add([rename(t, m) for t in n.terms], list(n.signs))
-    if isinstance(n, Neg):
-        return Neg(rename(n.operand, m))
-    if isinstance(n, Pow):
-        return Pow(rename(n.base, m), rename(n.exponent, m))
-    if isinstance(n, Apply):
-        return Apply(n.func, [rename(a, m) for a in n.args], m.get(n.norm_var, n.norm_var) if n.norm_var else None,
-                     n.span)
-    if isinstance(n, Concat):
-        return Concat(rename(n.operand, m), tuple(m.get(v, v) for v in n.merged), m.get(n.into, n.into), n.span)
-    if isinstance(n, Reduce):
-        return Reduce(tuple(m.get(v, v) for v in n.over), rename(n.operand, m))
-    return n
-
-
-def uniquify(n: Node, taken: set[str], top: bool = True) -> Node:
-    """Give every nested summation its own variable names, so that printing the expression and re-reading it
-    with the summation rule sums each one where the IR does (copies of one sub-expression would share them)."""
-    if isinstance(n, Reduce):
-        if top:
-            return Reduce(n.over, uniquify(n.operand, taken, False))
-        m = {}
-        for v in n.over:
-            k = 1
-            while f"{v}_{k}" in taken:
-                k += 1
-            m[v] = f"{v}_{k}"
-            taken.add(m[v])
-        return Reduce(tuple(m[v] for v in n.over), uniquify(rename(n.operand, m), taken, False))
-    if isinstance(n, Join):
-        return Join([uniquify(f, taken, False) for f in n.factors], list(n.divides))
-    if isinstance(n, Add):
-        return Add([uniquify(t, taken, False) for t in n.terms], list(n.signs))
-    if isinstance(n, Neg):
-        return Neg(uniquify(n.operand, taken, False))
-    if isinstance(n, Pow):
-        return Pow(uniquify(n.base, taken, False), uniquify(n.exponent, taken, False))
-    if isinstance(n, Apply):
-        return Apply(n.func, [uniquify(a, taken, False) for a in n.args], n.norm_var, n.span)
-    if isinstance(n, Concat):
-        return Concat(uniquify(n.operand, taken, False), n.merged, n.into, n.span)
-    return n
-
-
-def _top_reads(n: Node) -> list[Read]:
-    """Reads of n outside nested summations, in order."""
-    if isinstance(n, Read):
-        return [n]
-    if isinstance(n, Reduce):
-        return []
-    out: list[Read] = []
-    kids = n.factors if isinstance(n, Join) else n.terms if isinstance(n, Add) else (
-        [n.operand] if isinstance(n, Neg | Concat) else [n.base, n.exponent] if isinstance(n, Pow) else
-        list(n.args) if isinstance(n, Apply) else [])
-    for c in kids:
-        out += _top_reads(c)
-    return out
-
-
-def _anchor_top_sums(rhs: Node, lhs: set[str]) -> Node:
-    """An index summed over the whole right side that occurs in one read only, inside a power or a function,
-    would be summed at that read when the text is read back: a factor (R[..])^0 = 1 beside it keeps the sum
-    at the top."""
-    body = rhs.operand if isinstance(rhs, Reduce) else rhs
-    direct = {id(f) for f in (body.factors if isinstance(body, Join) else [body]) if isinstance(f, Read)}
-    anchors: list[Node] = []
-    counts: dict[str, list[Read]] = {}
-    for r in _top_reads(body):
-        for v in free_vars(r):
-            counts.setdefault(v, []).append(r)
-    for v, rs in counts.items():
-        if v in lhs or len(rs) != 1 or id(rs[0]) in direct:
-            continue
-        if not any(v in free_vars(a) for a in anchors):
-            anchors.append(Pow(rs[0], Const(0.0)))
-    if not anchors:
-        return rhs
-    new = _prod(body, *anchors)
-    return Reduce(rhs.over, new) if isinstance(rhs, Reduce) else new
-
-
-def _all_vars(n: Node) -> set[str]:
-    from ..ir.nodes import node_vars, walk
-
-    out = set(node_vars(n))
-    for m in walk(n):
-        if isinstance(m, Reduce):
-            out |= set(m.over)
-        if isinstance(m, Concat):
-            out |= set(m.merged)
-    return out
-
-
-def _prod(*fs: Node, divides: list[bool] | None = None) -> Node:
-    factors: list[Node] = []
-    divs: list[bool] = []
-    for k, f in enumerate(fs):
-        d = bool(divides[k]) if divides else False
-        if isinstance(f, Const) and f.value == 1 and not d:
-            continue
-        if isinstance(f, Join) and not d:
-            factors += f.factors
-            divs += f.divides
-        else:
-            factors.append(f)
-            divs.append(d)
-    if not factors:
-        return Const(1.0)
-    if len(factors) == 1 and not divs[0]:
-        return factors[0]
-    return Join(factors, divs)
-
-
-def _neg(x: Node) -> Node:
-    return x.operand if isinstance(x, Neg) else Neg(x)
-
-
-def _one_minus(x: Node) -> Node:
-    return Add([Const(1.0), x], [1, -1])
-
-
-def _sq(x: Node) -> Node:
-    return Pow(x, Const(2.0))
-
-
-def _read(name: str, vs: list[str] | tuple[str, ...]) -> Read:
-    return Read(name, tuple(Pos(IVar(v)) for v in vs))
 
 
 @dataclass
@@ -341,17 +168,17 @@ class Differentiator:
         if eq.op == "avg":
             # (x)^0 (x)^0 = 1 at every cell of the group, summed at the top: the group's size
             cnt = self.aux_count(eq, Join([Pow(rhs, Const(0.0)), Pow(rhs, Const(0.0))], [False, False]))
-            self.prop(rhs, _prod(g, Read(cnt, eq.lhs_pos), divides=[False, True]))
+            self.prop(rhs, prod(g, Read(cnt, eq.lhs_pos), divides=[False, True]))
             return
         # max= / min=: the cells that attain the extremum share the gradient equally
         fv = free_vars(rhs)
         ind = self.fresh(f"Arg_{eq.lhs}")
         t_at = Read(eq.lhs, eq.lhs_pos)
         diff = Add([rhs, t_at], [1, -1])
-        self.emit(ind, fv, _one_minus(Apply("step", [Apply("abs", [diff])])), f"where {eq.lhs} attains its {eq.op}")
+        self.emit(ind, fv, one_minus(Apply("step", [Apply("abs", [diff])])), f"where {eq.lhs} attains its {eq.op}")
         cnt = self.fresh(f"Cnt_{eq.lhs}")
-        self.add(Equation(-1, cnt, eq.lhs_pos, "+", _read(ind, fv), False))
-        self.prop(rhs, _prod(g, _read(ind, fv), Read(cnt, eq.lhs_pos), divides=[False, False, True]))
+        self.add(Equation(-1, cnt, eq.lhs_pos, "+", read_of(ind, fv), False))
+        self.prop(rhs, prod(g, read_of(ind, fv), Read(cnt, eq.lhs_pos), divides=[False, False, True]))
 
     def aux_count(self, eq: Equation, ones: Node) -> str:
         name = self.fresh(f"Cnt_{eq.lhs}")
@@ -363,7 +190,7 @@ class Differentiator:
         pos = tuple(Pos(IVar(v), normalized=(v == norm_var)) for v in vs)
         if comment:
             self.out.comments[len(self.out.equations)] = comment
-        rhs = _prod(rhs, *self.masks(vs))
+        rhs = prod(rhs, *self.masks(vs))
         self.add(Equation(-1, name, pos, "+", rhs, False, norm_var=norm_var))
 
     def masks(self, vs: list[str]) -> list[Node]:
@@ -393,8 +220,8 @@ class Differentiator:
     def add(self, eq: Equation) -> None:
         """Append a gradient equation, its nested summations given their own variable names."""
         lhs = {v for p in eq.lhs_pos for v in ix_vars(p.expr)}
-        taken = _all_vars(eq.rhs) | lhs
-        eq.rhs = _anchor_top_sums(uniquify(eq.rhs, taken), lhs)
+        taken = all_vars(eq.rhs) | lhs
+        eq.rhs = anchor_top_sums(uniquify(eq.rhs, taken), lhs)
         self.out.equations.append(eq)
 
     def declarable(self, t: str) -> bool:
@@ -414,9 +241,9 @@ class Differentiator:
             if n.boolean_syntax:
                 return
             lhs_vars = free_vars(n)
-            adj = _prod(adj, *self.count(lhs_vars, adj))
+            adj = prod(adj, *self.count(lhs_vars, adj))
             if set(lhs_vars) - set(free_vars(adj)) and not self.declarable(n.tensor):
-                adj = _prod(adj, Pow(n, Const(0.0)))  # (R[pos])^0 = 1 gives the missing indices their ranges
+                adj = prod(adj, Pow(n, Const(0.0)))  # (R[pos])^0 = 1 gives the missing indices their ranges
             extra = [v for v in free_vars(adj) if v not in lhs_vars]
             rhs = Reduce(tuple(extra), adj) if extra else adj
             self.add(Equation(-1, self.grad(n.tensor), n.pos, "+", rhs, False))
@@ -429,10 +256,10 @@ class Differentiator:
             return
         if isinstance(n, Add):
             for t, s in zip(n.terms, n.signs):
-                self.prop(t, adj if s > 0 else _neg(adj))
+                self.prop(t, adj if s > 0 else neg(adj))
             return
         if isinstance(n, Neg):
-            self.prop(n.operand, _neg(adj))
+            self.prop(n.operand, neg(adj))
             return
         if isinstance(n, Join):
             for k, f in enumerate(n.factors):
@@ -441,9 +268,9 @@ class Differentiator:
                 others = [x for j, x in enumerate(n.factors) if j != k]
                 odiv = [d for j, d in enumerate(n.divides) if j != k]
                 if n.divides[k]:
-                    a = _neg(_prod(adj, *others, f, f, divides=[False, *odiv, True, True]))
+                    a = neg(prod(adj, *others, f, f, divides=[False, *odiv, True, True]))
                 else:
-                    a = _prod(adj, *others, divides=[False, *odiv])
+                    a = prod(adj, *others, divides=[False, *odiv])
                 self.prop(f, a)
             return
         if isinstance(n, Pow):
@@ -482,26 +309,26 @@ class Differentiator:
                 and not isinstance(adj_times_deriv, Reduce):
             return adj_times_deriv  # one read below: no need to store
         vs = free_vars(n)
-        adj_times_deriv = _prod(adj_times_deriv, *self.count(vs, adj_times_deriv))
+        adj_times_deriv = prod(adj_times_deriv, *self.count(vs, adj_times_deriv))
         self.counter += 1
         name = self.fresh(f"Adj_{self.eq.lhs}_{self.counter}")
         self.emit(name, vs, adj_times_deriv, f"adjoint of {what} in {self.eq.lhs}'s equation", norm_var)
-        return _read(name, vs)
+        return read_of(name, vs)
 
     def pow(self, n: Pow, adj: Node) -> None:
         b, e = n.base, n.exponent
         if self.active(e):
-            d = _prod(adj, n, Apply("log", [b]))
+            d = prod(adj, n, Apply("log", [b]))
             self.descend(e, d, "an exponent")
         if not self.active(b):
             return
         if isinstance(e, Const):
             c = e.value
             deriv: Node = Const(0.0) if c == 0 else (Const(1.0) if c == 1 else (
-                _prod(Const(2.0), b) if c == 2 else _prod(Const(c), Pow(b, Const(c - 1)))))
+                prod(Const(2.0), b) if c == 2 else prod(Const(c), Pow(b, Const(c - 1)))))
         else:
-            deriv = _prod(e, Pow(b, Add([e, Const(1.0)], [1, -1])))
-        self.descend(b, _prod(adj, deriv), "a power's base")
+            deriv = prod(e, Pow(b, Add([e, Const(1.0)], [1, -1])))
+        self.descend(b, prod(adj, deriv), "a power's base")
 
     def shortcut_ok(self, eq: Equation) -> bool:
         """Whether T[lhs] holds exactly this equation's right side, so f'(x) can be written with T itself:
@@ -520,7 +347,7 @@ class Differentiator:
         if set(free_vars(eq.rhs)) - seen:
             return False
         for other in self.by_lhs[eq.lhs]:
-            if other is not eq and not _disjoint(eq, other):
+            if other is not eq and not disjoint(eq, other):
                 return False
         return True
 
@@ -545,12 +372,12 @@ class Differentiator:
             t = n.args[1]
             if isinstance(t, Const) and t.value == 0:
                 s = Apply("sig", [x])
-                deriv = _prod(s, _one_minus(s))  # the surrogate of step (see the module docstring)
+                deriv = prod(s, one_minus(s))  # the surrogate of step (see the module docstring)
             else:
-                deriv = _prod(y, _one_minus(y), t, divides=[False, False, True])
+                deriv = prod(y, one_minus(y), t, divides=[False, False, True])
         else:
             deriv = DERIVATIVES[n.func](x, y)
-        self.descend(x, _prod(adj, deriv), f"{n.func}'s argument")
+        self.descend(x, prod(adj, deriv), f"{n.func}'s argument")
 
     def softmax(self, n: Apply, adj: Node, y: Node | None) -> None:
         v = n.norm_var
@@ -560,15 +387,15 @@ class Differentiator:
             self.counter += 1
             ys = self.fresh(f"Soft_{self.eq.lhs}_{self.counter}")
             self.emit(ys, vs, Apply("softmax", [x], norm_var=v), "the softmax, kept for its derivative", v)
-            y = _read(ys, vs)
+            y = read_of(ys, vs)
         self.counter += 1
         a_name = self.fresh(f"Adj_{self.eq.lhs}_{self.counter}")
-        self.emit(a_name, vs, _prod(adj, *self.count(vs, adj)), "the adjoint reaching the softmax")
+        self.emit(a_name, vs, prod(adj, *self.count(vs, adj)), "the adjoint reaching the softmax")
         saved, self.ctx = self.ctx, self.ctx & set(vs)
         rest = [u for u in vs if u != v]
         s_name = self.fresh(f"Dot_{self.eq.lhs}_{self.counter}")
-        self.emit(s_name, rest, _prod(_read(a_name, vs), y), "sum over the normalised index of adjoint * softmax")
-        d = _prod(y, Add([_read(a_name, vs), _read(s_name, rest)], [1, -1]))
+        self.emit(s_name, rest, prod(read_of(a_name, vs), y), "sum over the normalised index of adjoint * softmax")
+        d = prod(y, Add([read_of(a_name, vs), read_of(s_name, rest)], [1, -1]))
         self.descend(x, d, "softmax's argument")
         self.ctx = saved
 
@@ -583,28 +410,28 @@ class Differentiator:
         xc, mu, dev, var = (self.fresh(f"{s}_{self.eq.lhs}_{k}") for s in ("In", "Mean", "Dev", "Var"))
         # every averaged index occurs in a lone read or in two reads, so `avg=` projects it at the top
         self.emit(xc, vs, x, "layer norm's input and statistics, kept for its derivative")
-        self.add(Equation(-1, mu, rest_pos, "avg", _read(xc, vs), False))
-        self.emit(dev, vs, Add([_read(xc, vs), _read(mu, rest)], [1, -1]))
-        self.add(Equation(-1, var, rest_pos, "avg", _prod(_read(dev, vs), _read(dev, vs)), False))
-        sd = Apply("sqrt", [Add([_read(var, rest), Const(1e-5)], [1, 1])])
+        self.add(Equation(-1, mu, rest_pos, "avg", read_of(xc, vs), False))
+        self.emit(dev, vs, Add([read_of(xc, vs), read_of(mu, rest)], [1, -1]))
+        self.add(Equation(-1, var, rest_pos, "avg", prod(read_of(dev, vs), read_of(dev, vs)), False))
+        sd = Apply("sqrt", [Add([read_of(var, rest), Const(1e-5)], [1, 1])])
         if y is None:
-            y = _prod(_read(dev, vs), sd, divides=[False, True])
+            y = prod(read_of(dev, vs), sd, divides=[False, True])
         a_name = self.fresh(f"Adj_{self.eq.lhs}_{k}")
-        self.emit(a_name, vs, _prod(adj, *self.count(vs, adj)), "the adjoint reaching the layer norm")
+        self.emit(a_name, vs, prod(adj, *self.count(vs, adj)), "the adjoint reaching the layer norm")
         saved, self.ctx = self.ctx, self.ctx & set(vs)
         ma = self.fresh(f"MeanAdj_{self.eq.lhs}_{k}")
         may = self.fresh(f"MeanAdjY_{self.eq.lhs}_{k}")
-        self.add(Equation(-1, ma, rest_pos, "avg", _read(a_name, vs), False))
-        self.add(Equation(-1, may, rest_pos, "avg", _prod(_read(a_name, vs), y), False))
-        num = Add([_read(a_name, vs), _read(ma, rest), _prod(y, _read(may, rest))], [1, -1, -1])
-        self.descend(x, _prod(num, sd, divides=[False, True]), "layer norm's argument")
+        self.add(Equation(-1, ma, rest_pos, "avg", read_of(a_name, vs), False))
+        self.add(Equation(-1, may, rest_pos, "avg", prod(read_of(a_name, vs), y), False))
+        num = Add([read_of(a_name, vs), read_of(ma, rest), prod(y, read_of(may, rest))], [1, -1, -1])
+        self.descend(x, prod(num, sd, divides=[False, True]), "layer norm's argument")
         self.ctx = saved
 
     def concat(self, n: Concat, adj: Node) -> None:
         vs = free_vars(n)
         self.counter += 1
         a_name = self.fresh(f"Adj_{self.eq.lhs}_{self.counter}")
-        self.emit(a_name, vs, _prod(adj, *self.count(vs, adj)), "the adjoint reaching concat")
+        self.emit(a_name, vs, prod(adj, *self.count(vs, adj)), "the adjoint reaching concat")
         saved, self.ctx = self.ctx, self.ctx & set(vs)
         sizes = []
         for m in n.merged:
@@ -628,55 +455,9 @@ class Differentiator:
         split = self.fresh(f"Split_{self.eq.lhs}_{self.counter}")
         pos = [Pos(IVar(u)) for u in rest] + [Pos(e) for e in exprs]
         self.out.comments[len(self.out.equations)] = "concat's adjoint laid back out over the merged indices"
-        self.add(Equation(-1, split, tuple(pos), "+", _read(a_name, vs), False))
-        self.prop(n.operand, _read(split, rest + list(n.merged)))
+        self.add(Equation(-1, split, tuple(pos), "+", read_of(a_name, vs), False))
+        self.prop(n.operand, read_of(split, rest + list(n.merged)))
         self.ctx = saved
-
-
-def _writes(eq: Equation, k: int) -> tuple[int, int] | None:
-    e = eq.lhs_pos[k].expr
-    if isinstance(e, IConst):
-        return (e.value, e.value + 1)
-    shift = 0
-    if isinstance(e, IBin) and e.op in "+-" and isinstance(e.left, IVar) and isinstance(e.right, IConst):
-        shift = e.right.value if e.op == "+" else -e.right.value
-        e = e.left
-    if isinstance(e, IVar) and e.name in eq.ranges:
-        lo, hi = eq.ranges[e.name]
-        return (lo + shift, hi + shift)
-    return None
-
-
-def _disjoint(a: Equation, b: Equation) -> bool:
-    """Whether two equations of one tensor write disjoint cells (some axis's written values never meet)."""
-    for k in range(min(len(a.lhs_pos), len(b.lhs_pos))):
-        ra, rb = _writes(a, k), _writes(b, k)
-        if ra is not None and rb is not None and (ra[1] <= rb[0] or rb[1] <= ra[0]):
-            return True
-    return False
-
-
-def _sig_d(x: Node, y: Node) -> Node:
-    return _prod(y, _one_minus(y))
-
-
-def _step_d(x: Node, y: Node) -> Node:
-    s = Apply("sig", [x])
-    return _prod(s, _one_minus(s))
-
-
-DERIVATIVES = {
-    "sig": _sig_d,
-    "tanh": lambda x, y: _one_minus(_sq(y)),
-    "relu": lambda x, y: Apply("step", [y]),
-    "exp": lambda x, y: y,
-    "log": lambda x, y: _prod(Const(1.0), x, divides=[False, True]),
-    "sqrt": lambda x, y: _prod(Const(0.5), y, divides=[False, True]),
-    "abs": lambda x, y: Add([Apply("step", [x]), Apply("step", [Neg(x)])], [1, -1]),
-    "sin": lambda x, y: Apply("cos", [x]),
-    "cos": lambda x, y: Neg(Apply("sin", [x])),
-    "step": _step_d,
-}
 
 
 def differentiate(a: Analyzed, outputs: list[str], wrt: list[str]) -> GradEquations:
