@@ -71,6 +71,7 @@ class Program:
         self._signature: tuple | None = None  # the inputs' shapes and kinds the analysis was made for
         self._tuples: dict[str, list] = {}  # ... and the relations given as tuples
         self._executor: Executor | None = None
+        self._previous: Executor | None = None  # the last run's executor, while the analysis is reused
         self.answers: list[Answer] = []
         self.params: dict[str, np.ndarray] = {}  # learned values, used by run() for tensors not given
         self.learning = False  # tensors read but never defined become parameters (set by grad and train)
@@ -118,14 +119,14 @@ class Program:
                 if isinstance(value, np.ndarray):
                     self._analyzed.data[self._renames.get(name, name)] = np.asarray(value, dtype=np.float64)
             self._inputs = dict(inputs)
-            self._executor = None
+            self._previous, self._executor = self._executor or self._previous, None  # see Executor.adopt
             return self._analyzed
         self._inputs = dict(inputs)
         lowered = self.lowered()
         given = {self._renames.get(k, k): v for k, v in self._inputs.items()}
         self._analyzed = analyze(lowered, given, self.base_dir)
         self._signature, self._tuples = sig, (_tuple_inputs(inputs) if sig is not None else {})
-        self._executor = None
+        self._executor = self._previous = None
         return self._analyzed
 
     @property
@@ -139,6 +140,9 @@ class Program:
         if self._executor is None:
             a = self.analyzed
             self._executor = Executor(a, self.backend, self.functions, self.seed)
+            if self._previous is not None:  # the same analysis, run again: reuse what inputs do not change
+                self._executor.adopt(self._previous)
+                self._previous = None
             if self._strata_cache[0] is a:  # the same analysis: its strata are the same (computed once)
                 self._executor._strata = self._strata_cache[1]
             else:

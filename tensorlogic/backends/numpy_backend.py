@@ -16,6 +16,7 @@ A backend is a small object:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -44,6 +45,59 @@ def _sqrt(x: np.ndarray) -> np.ndarray:
         return np.sqrt(x)
 
 
+@functools.lru_cache(maxsize=4096)
+def _pair_plan(subscripts: str, sa: tuple[int, ...], sb: tuple[int, ...]) -> tuple | None:
+    """How to compute `einsum(subscripts, a, b)` with numpy's elementwise product or matmul (see `_run_pair`),
+    or None when an operand repeats an index (a diagonal: left to einsum)."""
+    ins, out = subscripts.split("->")
+    la, lb = ins.split(",")
+    if len(set(la)) != len(la) or len(set(lb)) != len(lb) or len(set(out)) != len(out):
+        return None
+    size = dict(zip(la, sa))
+    for c, n in zip(lb, sb):
+        if size.setdefault(c, n) != n:
+            return None  # broadcasting a size-1 axis: einsum's business
+    sum_a = tuple(k for k, c in enumerate(la) if c not in lb and c not in out)  # summed, in one operand only
+    sum_b = tuple(k for k, c in enumerate(lb) if c not in la and c not in out)
+    la = "".join(c for c in la if c in lb or c in out)
+    lb = "".join(c for c in lb if c in la or c in out)
+    batch = [c for c in out if c in la and c in lb]
+    summed = [c for c in la if c in lb and c not in out]
+    keep_a = [c for c in out if c in la and c not in lb]
+    keep_b = [c for c in out if c in lb and c not in la]
+    mid = batch + keep_a + keep_b
+    out_perm = tuple(mid.index(c) for c in out)
+    out_perm = None if out_perm == tuple(range(len(out))) else out_perm
+    if not summed:  # an elementwise product (an outer product for kept indices): broadcasting, exact
+        pa = tuple(la.index(c) for c in batch + keep_a)
+        pb = tuple(lb.index(c) for c in batch + keep_b)
+        shape_a = tuple(size[c] for c in batch + keep_a) + (1,) * len(keep_b)
+        shape_b = tuple(size[c] for c in batch) + (1,) * len(keep_a) + tuple(size[c] for c in keep_b)
+        return ("mul", sum_a, sum_b, pa, shape_a, pb, shape_b, None, out_perm)
+    pa = tuple(la.index(c) for c in batch + keep_a + summed)
+    pb = tuple(lb.index(c) for c in batch + summed + keep_b)
+
+    def prod(cs: list[str]) -> int:
+        return int(np.prod([size[c] for c in cs], dtype=np.int64))
+
+    nb, na, nk, nc = prod(batch), prod(keep_a), prod(keep_b), prod(summed)
+    shape_a, shape_b = ((na, nc), (nc, nk)) if not batch else ((nb, na, nc), (nb, nc, nk))
+    res_shape = tuple(size[c] for c in mid)
+    return ("matmul", sum_a, sum_b, pa, shape_a, pb, shape_b, res_shape, out_perm)
+
+
+def _run_pair(plan: tuple, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    kind, sum_a, sum_b, pa, shape_a, pb, shape_b, res_shape, out_perm = plan
+    if sum_a:
+        a = np.sum(a, axis=sum_a)
+    if sum_b:
+        b = np.sum(b, axis=sum_b)
+    a = np.transpose(a, pa).reshape(shape_a)
+    b = np.transpose(b, pb).reshape(shape_b)
+    res = a * b if kind == "mul" else np.matmul(a, b).reshape(res_shape)
+    return res if out_perm is None else np.transpose(res, out_perm)
+
+
 class NumpyBackend:
     """Dense numpy execution."""
 
@@ -70,8 +124,15 @@ class NumpyBackend:
         return np.asarray(mat @ arr)
 
     def contract(self, subscripts: str, *operands: np.ndarray) -> np.ndarray:
-        """One pairwise (or single-operand) contraction in einsum notation."""
-        if len(operands) == 2:  # the order is already planned: skip numpy's own path search, keep BLAS
+        """One pairwise (or single-operand) contraction in einsum notation: a product by broadcasting when no
+        index is summed, else one `matmul` over (batch, kept, summed) axes, from a plan made once per
+        subscripts and shapes; numpy's einsum where the plan does not apply (a repeated index)."""
+        if len(operands) == 2:
+            a, b = operands
+            plan = _pair_plan(subscripts, a.shape, b.shape)
+            if plan is not None:
+                return _run_pair(plan, a, b)
+            # the order is already planned: skip numpy's own path search, keep BLAS
             return np.einsum(subscripts, *operands, optimize=["einsum_path", (0, 1)])
         return np.einsum(subscripts, *operands)
 

@@ -84,6 +84,19 @@ class Executor:
         self.peak_bytes = 0  # the most bytes of tensor values live at once, counted by the executor
         self.largest_relation: tuple[str, int, int] = ("", 0, 0)  # (name, bytes, tuples) of the largest held
 
+    def adopt(self, old: Executor) -> None:
+        """Take over from an executor of the same analysis (an earlier run) what does not depend on the array
+        inputs rebound since: initial values of tensors without array data (relations given as tuples,
+        seeded parameters, zeros) and the sparse forms of never-written relations."""
+        if old.prog is not self.prog or old.backend is not self.backend or old.seed_value != self.seed_value:
+            return
+        for name, v in old._initial.items():
+            if not isinstance(self.prog.data.get(name), np.ndarray):
+                self._initial[name] = v
+        for key, v in old._csr.items():
+            if key[1] == 0 and key[0] in self._initial and not self.prog.tensors[key[0]].has_equations:
+                self._csr[key] = v
+
     # ------------------------------------------------------------ values
     def is_boolean(self, name: str) -> bool:
         return self.prog.tensors[name].boolean
@@ -266,7 +279,10 @@ class Executor:
         if all(self.forms.get(e.id) is not None for e in st.equations) and all(
                 self.is_boolean(t) for t in st.tensors):
             return self.semi_naive(st)
-        sched = layer_schedule(st, self.prog.tensors, self.is_boolean)
+        key = ("layers", frozenset(st.tensors))  # per analysis, like the strata (shared by its executors)
+        if key not in self._strata:
+            self._strata[key] = layer_schedule(st, self.prog.tensors, self.is_boolean)
+        sched = self._strata[key]
         if sched is not None:
             return self.run_layers(st, sched)
         return self.iterate(st)
