@@ -37,7 +37,7 @@ from pygments.token import (
 
 BUILTIN_FUNCTIONS = ("step", "sig", "relu", "tanh", "exp", "log", "sqrt", "abs", "sin", "cos", "softmax", "lnorm",
                      "concat")
-DECLARATION_KEYWORDS = ("tensor", "index", "domain", "import", "set")
+DECLARATION_KEYWORDS = ("tensor", "index", "domain", "import", "set", "module", "use")
 MODIFIERS = ("const", "learnable", "sparse", "dense", "bool", "real")
 
 _TENSOR = r"[A-Z][A-Za-z0-9_]*'*"
@@ -72,6 +72,7 @@ class TensorLogicLexer(RegexLexer):
             (r"^([ \t]*)(domain)" + _END, bygroups(Whitespace, Keyword.Declaration), "domain-decl"),
             (r"^([ \t]*)(import)" + _END, bygroups(Whitespace, Keyword.Declaration), "import-decl"),
             (r"^([ \t]*)(set)" + _END, bygroups(Whitespace, Keyword.Declaration), "set-decl"),
+            (r"^([ \t]*)(module|use)" + _END, bygroups(Whitespace, Keyword.Declaration), "module-decl"),
             (r"(;)([ \t]*)(tensor)" + _END, bygroups(Punctuation, Whitespace, Keyword.Declaration), "tensor-decl"),
             (r"(;)([ \t]*)(index)" + _END, bygroups(Punctuation, Whitespace, Keyword.Declaration), "index-decl"),
             (r"(;)([ \t]*)(domain)" + _END, bygroups(Punctuation, Whitespace, Keyword.Declaration), "domain-decl"),
@@ -151,6 +152,23 @@ class TensorLogicLexer(RegexLexer):
         "import-decl": [
             (r"[A-Za-z_][A-Za-z0-9_.]*", Name.Namespace),
             include("decl-common"),
+        ],
+        "module-decl": [  # `module NAME(PARAMS)` and `use FILE.NAME(P=ARG, ...) as Prefix`
+            (r"\bas\b", Keyword),
+            (r"([A-Za-z_][A-Za-z0-9_.]*)([ \t]*)(\()", bygroups(Name.Namespace, Whitespace, Punctuation),
+             "module-args"),
+            (_TENSOR, Name.Namespace),
+            include("decl-common"),
+        ],
+        "module-args": [
+            include("common"),
+            (r"\n", Whitespace),
+            (r"\)", Punctuation, "#pop"),
+            (r"(" + _TENSOR + "|" + _VAR + r")([ \t]*)(=)", bygroups(Name.Attribute, Whitespace, Operator)),
+            (_TENSOR + "|" + _VAR, Name.Label),
+            (r"[-+]", Operator),
+            (_NUMBER, Number),
+            (r",", Punctuation),
         ],
         "set-decl": [
             (_VAR, Name.Attribute),

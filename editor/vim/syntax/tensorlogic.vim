@@ -48,8 +48,8 @@ syn cluster tlIndex contains=tlIndexVar,tlSymbol,tlInteger,tlString,tlVirtual,tl
 
 " Declarations at the start of a statement.
 syn match tlDeclare      "\%(\%(^\|[;.]\)\s*\)\@<=\%(tensor\|index\|domain\|set\)\>\ze\s\+\a"
-syn match tlImport       "\%(\%(^\|[;.]\)\s*\)\@<=import\>"
-syn match tlModule       "\%(\%(^\|[;.]\)\s*import\s\+\)\@<=[A-Za-z_][A-Za-z0-9_.]*"
+syn match tlImport       "\%(\%(^\|[;.]\)\s*\)\@<=\%(import\|use\|module\)\>"
+syn match tlModule       "\%(\%(^\|[;.]\)\s*\%(import\|use\|module\)\s\+\)\@<=[A-Za-z_][A-Za-z0-9_.]*"
 syn match tlModifier     "\%(\%(^\|[;.]\)\s*tensor\>.*\)\@<=\<\%(const\|learnable\|sparse\|dense\|bool\|real\)\>"
 syn match tlDomainName   "\%(\%(^\|[;.]\)\s*domain\s\+\)\@<=\u\w*'*"
 syn match tlDomainSymbol "\%(\%(^\|[;.]\)\s*domain\s\+\u\w*'*\s*:[^;#]*\)\@<=\<\a\w*'*"
