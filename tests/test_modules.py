@@ -295,6 +295,34 @@ def test_nn_losses_match_torch() -> None:
     assert np.isclose(p["Bce"], f.binary_cross_entropy(prob, t).item(), atol=1e-5)
 
 
+
+@pytest.mark.parametrize("stride,padding", [(1, 0), (2, 1), (3, 2)])
+def test_nn_conv2d_with_stride_and_padding_matches_torch(stride: int, padding: int) -> None:
+    torch.manual_seed(stride)
+    x, conv = torch.randn(1, 2, 7, 6), torch.nn.Conv2d(2, 3, 3, stride=stride, padding=padding)
+    u, v = 7 + 2 * padding - 3 + 1, 6 + 2 * padding - 3 + 1
+    p = _run(f"use nn.conv2d(X=X, Y=Y, W=W, B=B, S={stride}, P={padding}, c=c, o=o, u={u}, v={v})\n",
+             X=_np(x[0]), W=_np(conv.weight), B=_np(conv.bias))
+    assert np.allclose(p["Y"], _np(conv(x)[0]), atol=1e-5)
+
+
+def test_nn_pooling_matches_torch() -> None:
+    x = torch.randn(1, 2, 7, 6)
+    p = _run("use nn.maxpool(X=X, Y=M, S=2, c=c, x=x, y=y)\nuse nn.avgpool(X=X, Y=A, S=2, c=c, x=x, y=y)\n"
+             "use nn.sumpool(X=X, Y=S, S=3, c=c, x=x, y=y)\n", X=_np(x[0]))
+    f = torch.nn.functional
+    assert np.allclose(p["M"], _np(f.max_pool2d(x, 2, ceil_mode=True)[0]))
+    assert np.allclose(p["A"], _np(f.avg_pool2d(x, 2, ceil_mode=True)[0]), atol=1e-6)
+    assert np.allclose(p["S"], _np(f.avg_pool2d(x, 3, ceil_mode=True, divisor_override=1)[0]), atol=1e-5)
+
+
+def test_nn_rnn_cell_matches_torch() -> None:
+    rnn, seq = torch.nn.RNN(3, 4), torch.randn(5, 3)
+    _, last = rnn(seq[:, None, :])
+    p = _run("use nn.rnn(X=X, H=H, WH=WH, WI=WI, B=B, t=t, i=i, h=h)\n", X=_np(seq), WH=_np(rnn.weight_hh_l0),
+             WI=_np(rnn.weight_ih_l0), B=_np(rnn.bias_ih_l0 + rnn.bias_hh_l0))
+    assert np.allclose(p["H"], _np(last[0, 0]), atol=1e-6)
+
 # ---------------------------------------------------------------------------- logic against networkx
 
 
