@@ -407,3 +407,28 @@ def test_factor_cp_fit_recovers_a_rank_two_tensor() -> None:
     p.run(Data=data)
     approx = np.einsum("ir,jr,kr->ijk", p.params["A"], p.params["B"], p.params["C"])
     assert np.allclose(p["Approx"], approx) and np.abs(approx - data).max() < 1e-2
+
+
+# ---------------------------------------------------------------------------- embed against numpy
+
+
+def test_embed_modules_match_numpy_and_reason_exactly_at_zero_temperature() -> None:
+    n, dim = 8, 10
+    emb = np.linalg.qr(RNG.normal(size=(dim, dim)))[0][:n]  # orthonormal rows
+    rel = (RNG.random((n, n)) < 0.25).astype(float)
+    facts = " ".join(f"Par({a}, {b})." for a, b in np.argwhere(rel))
+    src = (f"{facts}\ndomain Node: {n}\ntensor Par(Node, Node)\n"
+           "use embed.relation(R=Par, Emb=Emb, EmbR=EmbPar, x=x, y=y, i=i, j=j)\n"
+           "use embed.readback(EmbR=EmbPar, Emb=Emb, Score=Score, x=x, y=y, i=i, j=j)\n"
+           "use embed.compose(EmbA=EmbPar, EmbB=EmbPar, EmbC=EmbGrand, i=i, j=j, k=k)\n"
+           "use embed.reason(EmbR=EmbGrand, Emb=Emb, T=0, Out=Grand, x=x, y=y, i=i, j=j)\n"
+           "use embed.reason(EmbR=EmbGrand, Emb=Emb, T=0.2, Out=Soft, x=x, y=y, i=i, j=j) as Warm\n")
+    p = _run(src, Emb=emb)
+    emb_par = emb.T @ rel @ emb
+    assert np.allclose(p["EmbPar"], emb_par)
+    assert np.allclose(p["Score"], rel)
+    grand = emb_par @ emb_par
+    assert np.allclose(p["EmbGrand"], grand)
+    assert np.array_equal(p["Grand"], ((rel @ rel) > 0).astype(float))
+    score = emb @ grand @ emb.T
+    assert np.allclose(p["Soft"], 1 / (1 + np.exp(-(score - 0.5) / 0.2)))
