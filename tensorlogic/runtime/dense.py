@@ -12,6 +12,7 @@ code runs on numpy arrays and torch tensors. Python operators (`+`, `*`, `//`, `
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,29 +112,25 @@ def index_grid(e: IExpr, order: tuple[str, ...], ranges: dict[str, Range], xp: A
 
 def gather(value: Any, pos: list[IExpr], ranges: dict[str, Range], xp: Any = np) -> Labeled:
     """`value[pos...]` as a labelled array over the variables of `pos`; reads outside are 0."""
-    order: list[str] = []
-    for e in pos:
-        for v in ix_vars(e):
-            if v not in order:
-                order.append(v)
-    order_t = tuple(order)
-    plain = all(isinstance(e, IVar | IConst) for e in pos)
-    names = [e.name for e in pos if isinstance(e, IVar)]
-    if plain and len(names) == len(set(names)):
+    order_t, plain = _gather_static(tuple(pos))
+    if plain is not None:  # distinct variables and constants: a slice (the whole array when it covers it)
         index: list[slice | int] = []
-        for k, e in enumerate(pos):
+        whole = True
+        for k, e in enumerate(plain):
             n = value.shape[k]
-            if isinstance(e, IConst):
-                if not 0 <= e.value < n:
+            if isinstance(e, int):
+                if not 0 <= e < n:
                     return Labeled(xp.zeros([ranges[v][1] - ranges[v][0] for v in order_t]), order_t)
-                index.append(e.value)
+                index.append(e)
+                whole = False
             else:
-                lo, hi = ranges[e.name]
+                lo, hi = ranges[e]
                 if lo < 0 or hi > n:
                     break
                 index.append(slice(lo, hi))
+                whole = whole and lo == 0 and hi == n
         else:
-            return Labeled(value[tuple(index)], tuple(names))
+            return Labeled(value if whole else value[tuple(index)], order_t)
     grids = [index_grid(e, order_t, ranges, xp) for e in pos]
     shape = tuple(ranges[v][1] - ranges[v][0] for v in order_t)
     full = [xp.broadcast_to(xp.asarray(g), shape) for g in grids]
@@ -145,6 +142,22 @@ def gather(value: Any, pos: list[IExpr], ranges: dict[str, Range], xp: Any = np)
         return Labeled(xp.zeros(shape), order_t)
     out = xp.where(valid, value[idx], 0.0)
     return Labeled(out, order_t)
+
+
+@functools.lru_cache(maxsize=8192)
+def _gather_static(pos: tuple[IExpr, ...]) -> tuple[tuple[str, ...], tuple[str | int, ...] | None]:
+    """A read's variables in order, and its positions as names and integers when each is a distinct variable
+    or a constant (else None): computed once per list of index expressions."""
+    order: list[str] = []
+    for e in pos:
+        for v in ix_vars(e):
+            if v not in order:
+                order.append(v)
+    names = [e.name for e in pos if isinstance(e, IVar)]
+    plain = None
+    if all(isinstance(e, IVar | IConst) for e in pos) and len(names) == len(set(names)):
+        plain = tuple(e.name if isinstance(e, IVar) else e.value for e in pos)
+    return tuple(order), plain
 
 
 class DenseEvaluator:

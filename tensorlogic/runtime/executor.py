@@ -13,6 +13,7 @@ namespace `xp`; data, initial values and relations are numpy and are converted a
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import zlib
@@ -71,7 +72,6 @@ class Executor:
         self.tolerance = float(prog.settings.get("tolerance", DEFAULT_TOLERANCE))
         self.debug = debug if debug is not None else "plan" in os.environ.get("TL_DEBUG", "")
         self._initial: dict[str, Value] = {}
-        self.forms = {eq.id: relational.relational_form(eq, self.is_boolean) for eq in prog.equations}
         self.values = _Values(self.initial_array)  # a tensor's value appears when first needed
         self.plan = None  # the ProgramPlan of the last ensure(), for liveness
         self.free_dead = False  # free computed tensors after their last reader (run() turns it on)
@@ -83,6 +83,14 @@ class Executor:
         self.shared_joins = 0
         self.peak_bytes = 0  # the most bytes of tensor values live at once, counted by the executor
         self.largest_relation: tuple[str, int, int] = ("", 0, 0)  # (name, bytes, tuples) of the largest held
+
+    @property
+    def forms(self) -> dict:
+        """Each equation's relational form (or None), per analysis: made once, shared by its executors."""
+        if "forms" not in self._strata:
+            self._strata["forms"] = {eq.id: relational.relational_form(eq, self.is_boolean)
+                                     for eq in self.prog.equations}
+        return self._strata["forms"]
 
     def adopt(self, old: Executor) -> None:
         """Take over from an executor of the same analysis (an earlier run) what does not depend on the array
@@ -191,7 +199,7 @@ class Executor:
 
     # ------------------------------------------------------------ driving
     def live_bytes(self) -> int:
-        return sum(_nbytes(v) for v in self.values.values())
+        return self.values.bytes
 
     def ensure(self, names: set[str] | None = None, keep: set[str] | None = None) -> None:
         """Compute the given tensors (all when None) and everything they depend on.
@@ -264,7 +272,10 @@ class Executor:
                 self.values.pop(t, None)
 
     def run_stratum(self, st: Stratum) -> None:
-        if any(e.virtual_var is not None or _virtual_const(e) for e in st.equations):
+        key = ("loop", frozenset(st.tensors))
+        if key not in self._strata:
+            self._strata[key] = any(e.virtual_var is not None or _virtual_const(e) for e in st.equations)
+        if self._strata[key]:
             return self.run_loop(st)
         if not st.recursive:
             for t in st.tensors:
@@ -359,7 +370,10 @@ class Executor:
     def _count(self, eq: Equation) -> np.ndarray | None:
         """A numeric sum over a join of relations (`N = Reach(x,y)`) counted relationally, never densified,
         when one of its relations is stored sparse (see `relational.count_form`)."""
-        form = relational.count_form(eq, self.is_boolean)
+        key = ("count", eq.id)  # per analysis, like the strata
+        if key not in self._strata:
+            self._strata[key] = relational.count_form(eq, self.is_boolean)
+        form = self._strata[key]
         if form is None or not any(isinstance(self.values[a.tensor], Relation) for a in form.atoms):
             return None
         sizes = {v: r[1] for v, r in eq.ranges.items()}
@@ -511,18 +525,29 @@ class _Values(dict):
         super().__init__()
         self._make = make
         self._version: dict[str, int] = {}
+        self.bytes = 0  # the bytes of the values held (kept up to date: values are replaced, never resized)
 
     def __missing__(self, name: str) -> Value:
         v = self._make(name)
         super().__setitem__(name, v)  # materialising the initial value is not a change
+        self.bytes += _nbytes(v)
         return v
 
     def __setitem__(self, name: str, value: Value) -> None:
         self._version[name] = self._version.get(name, 0) + 1
+        old = super().get(name)
+        if old is not None:
+            self.bytes -= _nbytes(old)
         super().__setitem__(name, value)
+        self.bytes += _nbytes(value)
+
+    def __delitem__(self, name: str) -> None:
+        self.pop(name)
 
     def pop(self, name: str, *default):
         self._version[name] = self._version.get(name, 0) + 1
+        if name in self:
+            self.bytes -= _nbytes(super().get(name))
         return super().pop(name, *default)
 
     def version(self, name: str) -> int:
@@ -544,6 +569,22 @@ def _offset(e: IExpr) -> int:
     raise TLRuntimeError(f"a virtual index must be t, t+c or t-c, not {e}")
 
 
+@functools.lru_cache(maxsize=8192)
+def _scatter_static(lhs: tuple[IExpr, ...]) -> tuple[list[str], list, bool]:
+    """A left side's variables in order, each position as an int (a constant) or (variable, shift), and
+    whether it is written by slicing (every position a constant or a distinct variable plus a constant)."""
+    lhs_vars: list[str] = []
+    for e in lhs:
+        for v in ix_vars(e):
+            if v not in lhs_vars:
+                lhs_vars.append(v)
+    shifts = [e.value if isinstance(e, IConst) else _shift_of(e) for e in lhs]
+    moving = [sh for sh in shifts if not isinstance(sh, int)]
+    sliced = bool(lhs) and all(sh is not None for sh in shifts) and len({sh[0] for sh in moving}) == len(
+        moving) == len(lhs_vars)
+    return lhs_vars, shifts, sliced
+
+
 def _shift_of(e: IExpr) -> tuple[str, int] | None:
     """`v`, `v+c` or `v-c` as (v, c)."""
     if isinstance(e, IVar):
@@ -561,11 +602,7 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """Accumulate `res` into an array of `shape` at the left side's index expressions, with `op`, in the array
     namespace `xp`; with `into` (op `+` only) added into that array instead of a new one of zeros."""
-    lhs_vars: list[str] = []
-    for e in lhs:
-        for v in ix_vars(e):
-            if v not in lhs_vars:
-                lhs_vars.append(v)
+    lhs_vars, shifts, sliced = _scatter_static(tuple(lhs))
     extra = tuple(v for v in res.vars if v not in lhs_vars)
     per_cell = 1  # contributions folded into each grid cell (for avg=)
     if extra:  # indices projected by the operator (max=, ...), or a virtual index bound to one step
@@ -578,11 +615,11 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
         res = Labeled(arr, tuple(v for v in res.vars if v not in extra))
     order = tuple(lhs_vars)
     grid_shape = tuple(ranges[v][1] - ranges[v][0] for v in order)
-    vals = xp.asarray(xp.broadcast_to(align(res, order, xp), grid_shape), dtype=xp.float64)
-    shifts = [e.value if isinstance(e, IConst) else _shift_of(e) for e in lhs]
-    moving = [sh for sh in shifts if not isinstance(sh, int)]
-    if op == "+" and lhs and all(sh is not None for sh in shifts) and len({sh[0] for sh in moving}) == len(
-            moving) == len(order):
+    vals = align(res, order, xp)
+    if tuple(vals.shape) != grid_shape:
+        vals = xp.broadcast_to(vals, grid_shape)
+    vals = xp.asarray(vals, dtype=xp.float64)
+    if op == "+" and sliced:
         # each position is a constant or a distinct variable plus a constant: one (clipped) slice assignment
         acc = xp.zeros(shape) if into is None else into
         dst, src = [], []
@@ -599,12 +636,10 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
                 return acc, None
             dst.append(slice(a, b))
             src.append(slice(a - lo, b - lo))
-        perm = [order.index(v) for v, _ in moving]
-        part = xp.transpose(vals, perm) if perm != list(range(len(perm))) else vals
-        if into is None:
-            acc[tuple(dst)] = part[tuple(src)]
+        if into is None:  # (the variables are in the order of the positions: no transposition)
+            acc[tuple(dst)] = vals[tuple(src)]
         else:
-            acc[tuple(dst)] += part[tuple(src)]
+            acc[tuple(dst)] += vals[tuple(src)]
         return acc, None
     if not lhs:  # a scalar left side
         total = xp.asarray(vals, dtype=xp.float64).reshape(())
