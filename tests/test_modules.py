@@ -7,6 +7,7 @@ numpy, networkx) with the same weights.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import networkx as nx
@@ -432,3 +433,67 @@ def test_embed_modules_match_numpy_and_reason_exactly_at_zero_temperature() -> N
     assert np.array_equal(p["Grand"], ((rel @ rel) > 0).astype(float))
     score = emb @ grand @ emb.T
     assert np.allclose(p["Soft"], 1 / (1 + np.exp(-(score - 0.5) / 0.2)))
+
+
+# ---------------------------------------------------------------------------- pgm against enumeration
+
+
+def _pairwise_model(n: int, states: int, edges: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, str]:
+    phi = RNG.random((n, states)) + 0.1
+    psi = np.zeros((n, n, states, states))
+    for u, v in edges:
+        psi[u, v] = RNG.random((states, states)) + 0.1
+        psi[v, u] = psi[u, v].T
+    facts = " ".join(f"Nb({u}, {v}). Nb({v}, {u})." for u, v in edges)
+    src = (f"{facts}\ndomain Node: {n}\ntensor Nb(Node, Node)\n"
+           "use pgm.bp(Phi=Phi, Psi=Psi, Nb=Nb, Belief=Belief, n=n, m=m, a=a, b=b)\n")
+    return phi, psi, src
+
+
+def _brute_marginals(phi: np.ndarray, psi: np.ndarray, edges: list[tuple[int, int]]) -> np.ndarray:
+    n, states = phi.shape
+    marg = np.zeros((n, states))
+    for xs in itertools.product(range(states), repeat=n):
+        w = np.prod(phi[np.arange(n), xs]) * np.prod([psi[u, v, xs[u], xs[v]] for u, v in edges])
+        marg[np.arange(n), xs] += w
+    return marg / marg.sum(1, keepdims=True)
+
+
+def test_pgm_bp_is_exact_on_a_tree() -> None:
+    edges = [(0, 1), (1, 2), (1, 3), (3, 4), (0, 5)]
+    phi, psi, src = _pairwise_model(6, 3, edges)
+    p = _run(src, Phi=phi, Psi=psi)
+    assert np.allclose(p["Belief"], _brute_marginals(phi, psi, edges), atol=1e-9)
+
+
+def test_pgm_loopy_bp_reaches_the_fixed_point_of_a_numpy_loopy_bp() -> None:
+    edges = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2)]
+    phi, psi, src = _pairwise_model(4, 2, edges)
+    p = _run("set max_iterations = 200\n" + src, Phi=phi, Psi=psi)
+    nb = {(u, v) for u, v in edges} | {(v, u) for u, v in edges}
+    msg = {e: np.ones(2) / 2 for e in nb}
+    for _ in range(500):  # synchronous loopy BP
+        new = {}
+        for u, v in nb:
+            inc = np.prod([msg[k, w] for k, w in nb if w == u and k != v], axis=0)
+            out = psi[u, v].T @ (phi[u] * inc)
+            new[u, v] = out / out.sum()
+        msg = new
+    belief = np.array([phi[u] * np.prod([msg[k, w] for k, w in nb if w == u], axis=0) for u in range(4)])
+    belief /= belief.sum(1, keepdims=True)
+    assert np.allclose(p["Belief"], belief, atol=1e-6)
+    assert not np.allclose(belief, _brute_marginals(phi, psi, edges), atol=1e-6)  # loopy: not exact
+
+
+def test_pgm_marginal_conditional_and_markov_chain_match_numpy() -> None:
+    pa, pb, pc = RNG.dirichlet(np.ones(2)), RNG.dirichlet(np.ones(3), size=2), RNG.dirichlet(np.ones(2), size=3)
+    prior, trans = RNG.dirichlet(np.ones(3)), RNG.dirichlet(np.ones(3), size=3)
+    src = ("Joint[a, b, c] = PA[a] PB[a, b] PC[b, c]\nJointAC[a, c] = Joint[a, b, c]\n"
+           "use pgm.marginal(Joint=JointAC, Marg=PAm, q=a, r=c)\n"
+           "use pgm.conditional(Joint=JointAC, Cond=AgivenC, q=a, e=c)\n"
+           "use pgm.markov(Prior=Prior, Trans=Trans, Marg=Chain, t=5, s=s)\n")
+    p = _run(src, PA=pa, PB=pb, PC=pc, Prior=prior, Trans=trans)
+    joint = np.einsum("a,ab,bc->ac", pa, pb, pc)
+    assert np.allclose(p["PAm"], joint.sum(1))
+    assert np.allclose(p["AgivenC"], joint / joint.sum(0))
+    assert np.allclose(p["Chain"], [prior @ np.linalg.matrix_power(trans, t) for t in range(6)])
