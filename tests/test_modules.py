@@ -397,6 +397,18 @@ def test_factor_models_match_numpy_reconstruction() -> None:
     assert np.allclose(p["Adapted"], w + 0.5 * up @ down)
 
 
+def test_factor_tprod_matches_numpy_fft_and_fits_a_tubal_rank_one_tensor() -> None:
+    a, b = RNG.normal(size=(3, 2, 4)), RNG.normal(size=(2, 5, 4))
+    p = _run("use factor.tprod(A=A, B=B, T=T, N=4, i=i, l=l, j=j, k=4)\n", A=a, B=b)
+    fft = np.fft.fft
+    ref = np.real(np.fft.ifft(np.einsum("ilf,ljf->ijf", fft(a, axis=2), fft(b, axis=2)), axis=2))
+    assert np.allclose(p["T"], ref)
+    data = np.real(np.fft.ifft(np.einsum("ilf,ljf->ijf", fft(a[:, :1], axis=2), fft(b[:1], axis=2)), axis=2))
+    fit = tl.Program("index i: 3\nindex j: 5\nuse factor.tprod(A=A, B=B, T=Approx, N=4, i=i, l=1, j=j, k=4)\n"
+                     "use factor.fit(Data=Data, T=Approx, Loss=Loss, i=i, j=j, k=k)\n")
+    losses = fit.train(epochs=600, lr=0.05, Data=data)
+    assert losses[-1] < 1e-3 * losses[0]
+
 def test_factor_cp_fit_recovers_a_rank_two_tensor() -> None:
     a, b, c = RNG.normal(size=(6, 2)), RNG.normal(size=(5, 2)), RNG.normal(size=(4, 2))
     data = np.einsum("ir,jr,kr->ijk", a, b, c)

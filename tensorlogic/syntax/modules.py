@@ -96,6 +96,8 @@ class Renamer:
         elif isinstance(node, ast.DimSpec):
             changes["var"] = self.index(node.var) if node.var else None
             changes["domain"] = self.domain(node.domain)
+            if isinstance(self.tensors.get(node.domain or ""), float):  # `tensor B[l, j, N]` with N=4: a size
+                changes["domain"], changes["size"] = None, int(self.tensors[node.domain])
         elif isinstance(node, ast.IndexDecl):
             changes["names"] = tuple(self.index(n) for n in node.names)
             changes["domain"] = self.domain(node.domain)
