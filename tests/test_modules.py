@@ -509,3 +509,25 @@ def test_pgm_marginal_conditional_and_markov_chain_match_numpy() -> None:
     assert np.allclose(p["PAm"], joint.sum(1))
     assert np.allclose(p["AgivenC"], joint / joint.sum(0))
     assert np.allclose(p["Chain"], [prior @ np.linalg.matrix_power(trans, t) for t in range(6)])
+
+
+def test_editor_diagnostic_of_an_error_inside_a_module_sits_on_the_use(tmp_path: Path) -> None:
+    from tensorlogic.lsp.analysis import check
+
+    (tmp_path / "layers.tl").write_text(LAYERS.replace("+ B[o]", "+ Bias[o]"))
+    src = "X = [[1.0]]\n\nuse layers.linear(X=X, Y=Y, n=b, i=d, o=2) as L1\n"
+    problems = check(src, str(tmp_path / "main.tl"), tmp_path).problems
+    assert len(problems) == 1 and problems[0].start == (2, 0)
+    assert "layers.tl:5:29" in problems[0].message and "L1_Bias" in problems[0].message
+
+
+def test_show_ir_prints_the_expanded_equations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tensorlogic.cli import main
+
+    path = tmp_path / "net.tl"
+    path.write_text("X = [[1.0, 2.0]]\nuse nn.linear(X=X, Y=H, n=b, i=d, o=3) as Layer1\n"
+                    "use nn.linear(X=H, Y=Out, n=b, i=layer1_o, o=2) as Layer2\n")
+    main(["show", "--ir", str(path)])
+    out = capsys.readouterr().out
+    assert "H[b,layer1_o] = sum[d](Layer1_W[layer1_o,d] X[b,d]) + Layer1_B[layer1_o]" in out
+    assert "Out[b,layer2_o] = sum[layer1_o](Layer2_W[layer2_o,layer1_o] H[b,layer1_o]) + Layer2_B[layer2_o]" in out

@@ -89,6 +89,10 @@ def _place(span: Span | None, file: str, lines: list[str]) -> tuple[tuple[int, i
 def _problem(d: Diagnostic, file: str, lines: list[str]) -> Problem:
     message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
     where = _place(d.span, file, lines)
+    via = d.span.via if d.span is not None else None
+    while where is None and via is not None:  # inside a used module: at the `use` of this file
+        where, via = _place(via, file, lines), via.via
+        message = f"{d.span}: {message}" if where is not None else message
     if where is None:  # no span, or a span in an imported file: show it on the first line, saying where
         if d.span is not None:
             message = f"{d.span}: {message}"
