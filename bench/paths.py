@@ -922,7 +922,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the random chains and regular graphs (0)")
     ap.add_argument("--ctg-time", type=float, default=None, help="cotengra HyperOptimizer max_time (10 s; quick 1)")
     ap.add_argument("--ctg-repeats", type=int, default=128, help="cotengra HyperOptimizer max_repeats (128)")
-    ap.add_argument("--high-timeout", type=float, default=None, help="limit for ours high (60 s; quick 10)")
+    ap.add_argument("--high-timeout", type=float, default=None,
+                    help="time budget for ours high (5 s, the library's default; quick 2)")
     ap.add_argument("--dp-timeout", type=float, default=None, help="limit for opt_einsum dp (10 s; quick 3)")
     ap.add_argument("--no-check", action="store_true", help="skip the FLOP convention check")
     ap.add_argument("--sizes", action="store_true",
@@ -935,7 +936,7 @@ def main(argv: list[str] | None = None) -> int:
         ctg_repeats=args.ctg_repeats,
         dp_timeout=args.dp_timeout if args.dp_timeout is not None else (3.0 if q else 10.0),
         optimal_timeout=3.0 if q else 20.0,
-        high_timeout=args.high_timeout if args.high_timeout is not None else (10.0 if q else 60.0),
+        high_timeout=args.high_timeout if args.high_timeout is not None else (2.0 if q else 5.0),
         oe_optimal_max=8 if q else 10,
         ctg_optimal_max=12 if q else 16,
         dp_max=40 if q else 1000,

@@ -9,20 +9,28 @@ Order of business for a join of ``n`` operands:
    planned part by part, the parts combined optimally; opt_einsum's own orders for the whole join are
    still compared;
 3. chain networks (``paths_chain``): the exact interval DP, returned at once;
-4. otherwise a pool of candidate trees: opt_einsum's ``greedy`` (and ``branch-1`` up to 14 operands, which
-   is what ``auto`` runs there), our greedy ranked by flops and memory delta (and size in high mode),
-   bucket elimination, the connected-subset DP when it fits a work budget, Boltzmann-sampled greedy runs;
-   then subtree reconfiguration of the best.
+4. otherwise (``_fast_search``) a pool of starting trees: opt_einsum's ``greedy`` (and ``branch-1`` up to 14
+   operands, which is what ``auto`` runs there), our greedy ranked by memory delta (and by flops above
+   ``FAST_SMALL_N`` operands) and bucket elimination; then interval DP over leaf orders of the best trees
+   (``paths_interval``), which restructures a tree globally and is never worse than the tree it starts
+   from; above ``FAST_SMALL_N`` operands also Boltzmann-sampled greedy runs, subtree reconfiguration and a
+   second interval phase.  Quality mode starts from this result and searches on (below).
 
 ``effort="fast"`` (the default; the runtime plans every join of every equation with it) is deterministic for
-a given ``seed``, with fixed work limits rather than clocks: ``FAST_TRIALS`` random greedy runs (half above
-16 operands) and ``FAST_RECONF_PASSES`` reconfiguration passes with ``FAST_RECONF_K``-item subtrees.
+a given ``seed``, with work limits rather than clocks: up to ``FAST_SMALL_N`` operands in the whole join,
+``FAST_INTERVAL_WORK`` units of interval-DP work (about 2 ms), one guided round from each of the best
+``FAST_INTERVAL_STARTS`` trees then rounds on the best with ``FAST_INTERVAL_PATIENCE``; above, a budget of
+``FAST_INTERVAL_WORK_LARGE`` units, ``FAST_TRIALS // 2`` random greedy runs and ``FAST_RECONF_PASSES``
+reconfiguration passes with ``FAST_RECONF_K``-item subtrees.  Joins above ``FAST_INTERVAL_MAX_N`` operands
+skip the interval DP.
 
-``effort="high"`` spends up to ``time_budget`` seconds (default ``HIGH_TIME_BUDGET`` = 5): a fifth on random
-restarts (greedy and bucket elimination), then iterated local search -- the best three trees, then fresh
-random trees and re-shaped copies of the best, each polished by subtree reconfiguration with 6-, 8- and
-(for competitive trees) 10-item subtrees -- until the deadline or until ``HIGH_PATIENCE`` restarts in a row
-bring nothing.  Its result depends on how much search fits in the budget, so it is reproducible only up to timing.
+``effort="high"`` spends up to ``time_budget`` seconds (default ``HIGH_TIME_BUDGET`` = 5): fast mode's result
+first, a fifth of the budget on random restarts (greedy and bucket elimination), interval DP from the best
+three trees, then iterated local search -- the best three trees, then fresh random trees and re-shaped
+copies of the best, each polished by subtree reconfiguration with 6-, 8- and (for competitive trees, with a
+few interval rounds) 10-item subtrees -- until the deadline or until ``HIGH_PATIENCE`` restarts in a row
+bring nothing.  Its result depends on how much search fits in the budget, so it is reproducible only up to
+timing.
 """
 
 from __future__ import annotations
