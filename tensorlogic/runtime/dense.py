@@ -110,9 +110,17 @@ def index_grid(e: IExpr, order: tuple[str, ...], ranges: dict[str, Range], xp: A
     return a % b
 
 
-def gather(value: Any, pos: list[IExpr], ranges: dict[str, Range], xp: Any = np) -> Labeled:
+def gather(value: Any, pos: list[IExpr] | tuple[IExpr, ...], ranges: dict[str, Range], xp: Any = np) -> Labeled:
     """`value[pos...]` as a labelled array over the variables of `pos`; reads outside are 0."""
-    order_t, plain = _gather_static(tuple(pos))
+    hit = _GATHER.get(id(pos))
+    if hit is not None and hit[0] is pos:
+        order_t, plain = hit[1]
+    else:
+        order_t, plain = static = _gather_static(tuple(pos))
+        if isinstance(pos, tuple):  # immutable: remembered by identity (the entry holds it, so its id stays)
+            if len(_GATHER) > 20_000:
+                _GATHER.clear()
+            _GATHER[id(pos)] = (pos, static)
     if plain is not None:  # distinct variables and constants: a slice (the whole array when it covers it)
         index: list[slice | int] = []
         whole = True
@@ -142,6 +150,9 @@ def gather(value: Any, pos: list[IExpr], ranges: dict[str, Range], xp: Any = np)
         return Labeled(xp.zeros(shape), order_t)
     out = xp.where(valid, value[idx], 0.0)
     return Labeled(out, order_t)
+
+
+_GATHER: dict[int, tuple] = {}  # id(positions) -> (positions, _gather_static(positions))
 
 
 @functools.lru_cache(maxsize=8192)
@@ -326,9 +337,7 @@ class DenseEvaluator:
         for step in plan.steps:
             i, j = step.operands
             a, b = ops[i], ops[j]
-            letters = _letters(tuple(dict.fromkeys(a.vars + b.vars)))
-            sub = (f"{''.join(letters[v] for v in a.vars)},{''.join(letters[v] for v in b.vars)}"
-                   f"->{''.join(letters[v] for v in step.output)}")
+            sub = _subscripts(a.vars, b.vars, tuple(step.output))
             res = self.backend.contract(sub, xp.asarray(a.arr, dtype=xp.float64), xp.asarray(b.arr, dtype=xp.float64))
             for k in sorted((i, j), reverse=True):
                 ops.pop(k)
@@ -397,6 +406,13 @@ def _static(n: Node) -> tuple[str, list[str], list[str]]:
 
 _COMPARE = {"!=": operator.ne, "==": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt,
             ">=": operator.ge}
+
+
+@functools.lru_cache(maxsize=8192)
+def _subscripts(a: tuple[str, ...], b: tuple[str, ...], out: tuple[str, ...]) -> str:
+    """One pairwise step in einsum notation (made once per variables)."""
+    letters = _letters(tuple(dict.fromkeys(a + b)))
+    return f"{''.join(letters[v] for v in a)},{''.join(letters[v] for v in b)}->{''.join(letters[v] for v in out)}"
 
 
 def _letters(vs: tuple[str, ...]) -> dict[str, str]:

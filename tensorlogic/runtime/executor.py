@@ -85,6 +85,11 @@ class Executor:
         self.largest_relation: tuple[str, int, int] = ("", 0, 0)  # (name, bytes, tuples) of the largest held
 
     @property
+    def _pos(self) -> dict:
+        """id(read) -> (read, its positions); ("lhs", id(equation)) -> (eq, positions, shape): per analysis."""
+        return self._strata.setdefault("positions", {})
+
+    @property
     def forms(self) -> dict:
         """Each equation's relational form (or None), per analysis: made once, shared by its executors."""
         if "forms" not in self._strata:
@@ -334,10 +339,12 @@ class Executor:
         self.report.strata.append(StratumReport(st.tensors, "layered", sched.layers, "fixpoint"))
 
     # ------------------------------------------------------------ one equation
-    def read_current(self, r: Read) -> tuple[np.ndarray, list[IExpr]]:
-        t = self.prog.tensors[r.tensor]
-        pos = [p.expr for k, p in enumerate(r.pos) if k != t.virtual_axis]
-        return self.array(r.tensor), pos
+    def read_current(self, r: Read) -> tuple[np.ndarray, tuple[IExpr, ...]]:
+        hit = self._pos.get(id(r))
+        if hit is None or hit[0] is not r:  # (the entry holds the read: its id is not reused meanwhile)
+            t = self.prog.tensors[r.tensor]
+            hit = self._pos[id(r)] = (r, tuple(p.expr for k, p in enumerate(r.pos) if k != t.virtual_axis))
+        return self.array(r.tensor), hit[1]
 
     def contribution(self, eq: Equation, read: Callable, ranges: dict | None = None, into=None
                      ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -360,9 +367,13 @@ class Executor:
         if self.debug:
             for plan in ev.steps:
                 print(f"[plan] {equation_str(eq)}\n{plan}", file=sys.stderr)
-        t = self.prog.tensors[eq.lhs]
-        lhs = [p.expr for k, p in enumerate(eq.lhs_pos) if k != t.virtual_axis]
-        out = scatter(res, lhs, rng, t.storage_shape, eq.op, self.xp, into)
+        key = ("lhs", id(eq))
+        if key not in self._pos or self._pos[key][0] is not eq:  # the left side's positions and shape, once
+            t = self.prog.tensors[eq.lhs]
+            self._pos[key] = (eq, tuple(p.expr for k, p in enumerate(eq.lhs_pos) if k != t.virtual_axis),
+                              t.storage_shape)
+        _, lhs, shape = self._pos[key]
+        out = scatter(res, lhs, rng, shape, eq.op, self.xp, into)
         fresh = out[0].nbytes if out[0] is not into else 0
         self.peak_bytes = max(self.peak_bytes, self.live_bytes() + ev.max_transient + fresh)
         return out
@@ -602,7 +613,7 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """Accumulate `res` into an array of `shape` at the left side's index expressions, with `op`, in the array
     namespace `xp`; with `into` (op `+` only) added into that array instead of a new one of zeros."""
-    lhs_vars, shifts, sliced = _scatter_static(tuple(lhs))
+    lhs_vars, shifts, sliced = _scatter_static(lhs if isinstance(lhs, tuple) else tuple(lhs))
     extra = tuple(v for v in res.vars if v not in lhs_vars)
     per_cell = 1  # contributions folded into each grid cell (for avg=)
     if extra:  # indices projected by the operator (max=, ...), or a virtual index bound to one step
