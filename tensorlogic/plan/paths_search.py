@@ -311,7 +311,7 @@ def search(
             if n <= 14:
                 pool.add_pairs(branch1_ssa(net), "branch-1 (opt_einsum)")
             pool.add_pairs(greedy_ssa(net, "flops"), "greedy (flops)")
-            if not high and n <= FAST_RECONF_MAX_N:
+            if n <= FAST_RECONF_MAX_N:  # (in quality mode too: the parts were polished, not the whole)
                 _fast_reconf(pool, obj)
             return pool.best
         order = chain_order(net)
