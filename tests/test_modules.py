@@ -97,6 +97,8 @@ def test_nested_uses_compose_prefixes_and_train(tmp_path: Path) -> None:
     vals = {"Net_First_W": RNG.normal(size=(4, 2)), "Net_First_B": RNG.normal(size=4),
             "Net_Second_W": RNG.normal(size=(1, 4)), "Net_Second_B": RNG.normal(size=1)}
     grads = p.grad("Loss", **vals)
+    assert "Grad_Net_First_W" in p.grad_source("Loss", **vals)
+    parse(p.grad_source("Loss", **vals))  # the gradient program of expanded uses is plain, re-parsable source
     x, t = torch.tensor([[1.0, 0], [0, 1], [1, 1]]), torch.tensor([[1.0], [2.0], [3.0]])
     tv = {k: torch.tensor(v, requires_grad=True) for k, v in vals.items()}
     y = (x.double() @ tv["Net_First_W"].T + tv["Net_First_B"]) @ tv["Net_Second_W"].T + tv["Net_Second_B"]
