@@ -279,6 +279,8 @@ def relocate(err: TLError, offset: int, file: str, entry_source: str) -> TLError
     """The error with spans in the session program's new lines moved to the entry's own lines and file."""
 
     def move(span: Span | None) -> Span | None:
+        if span is not None and span.via is not None:  # inside a used module: move the use's span
+            span = dataclasses.replace(span, via=move(span.via))
         if span is None or span.file != SESSION_FILE or span.line <= offset:
             return span
         return dataclasses.replace(span, file=file, line=span.line - offset, end_line=span.end_line - offset,
