@@ -73,7 +73,7 @@ def _pair_plan(subscripts: str, sa: tuple[int, ...], sb: tuple[int, ...]) -> tup
         pb = tuple(lb.index(c) for c in batch + keep_b)
         shape_a = tuple(size[c] for c in batch + keep_a) + (1,) * len(keep_b)
         shape_b = tuple(size[c] for c in batch) + (1,) * len(keep_a) + tuple(size[c] for c in keep_b)
-        return ("mul", sum_a, sum_b, pa, shape_a, pb, shape_b, None, out_perm)
+        return ("mul", sum_a, sum_b, pa, shape_a, pb, shape_b, None, out_perm, False)
     pa = tuple(la.index(c) for c in batch + keep_a + summed)
     pb = tuple(lb.index(c) for c in batch + summed + keep_b)
 
@@ -81,17 +81,35 @@ def _pair_plan(subscripts: str, sa: tuple[int, ...], sb: tuple[int, ...]) -> tup
         return int(np.prod([size[c] for c in cs], dtype=np.int64))
 
     nb, na, nk, nc = prod(batch), prod(keep_a), prod(keep_b), prod(summed)
+    if out_perm is not None:  # a matmul that writes the output's layout directly, if one is not much slower
+        for lx, ly, swap in ((la, lb, False), (lb, la, True)):
+            j = len(out)
+            while j > 0 and out[j - 1] in ly and out[j - 1] not in lx:
+                j -= 1
+            i = j
+            while i > 0 and out[i - 1] in lx and out[i - 1] not in ly:
+                i -= 1
+            lead, m, n = list(out[:i]), list(out[i:j]), list(out[j:])
+            if prod(lead) > 16 * nb or prod(m) * prod(n) < 64:
+                continue  # many small products: the plain plan and a transposition cost less
+            px = tuple(lx.index(c) for c in lead if c in lx) + tuple(lx.index(c) for c in m + summed)
+            py = tuple(ly.index(c) for c in lead if c in ly) + tuple(ly.index(c) for c in summed + n)
+            sx = tuple(size[c] if c in lx else 1 for c in lead) + (prod(m), nc)
+            sy = tuple(size[c] if c in ly else 1 for c in lead) + (nc, prod(n))
+            return ("matmul", sum_a, sum_b, px, sx, py, sy, tuple(size[c] for c in out), None, swap)
     shape_a, shape_b = ((na, nc), (nc, nk)) if not batch else ((nb, na, nc), (nb, nc, nk))
     res_shape = tuple(size[c] for c in mid)
-    return ("matmul", sum_a, sum_b, pa, shape_a, pb, shape_b, res_shape, out_perm)
+    return ("matmul", sum_a, sum_b, pa, shape_a, pb, shape_b, res_shape, out_perm, False)
 
 
 def _run_pair(plan: tuple, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    kind, sum_a, sum_b, pa, shape_a, pb, shape_b, res_shape, out_perm = plan
+    kind, sum_a, sum_b, pa, shape_a, pb, shape_b, res_shape, out_perm, swap = plan
     if sum_a:
         a = np.sum(a, axis=sum_a)
     if sum_b:
         b = np.sum(b, axis=sum_b)
+    if swap:  # the plan multiplies b by a
+        a, b = b, a
     a = np.transpose(a, pa).reshape(shape_a)
     b = np.transpose(b, pb).reshape(shape_b)
     res = a * b if kind == "mul" else np.matmul(a, b).reshape(res_shape)

@@ -189,6 +189,7 @@ class DenseEvaluator:
         self.shared = 0  # joins answered from the cache
         self.steps: list = []  # contraction plans used, for TL_DEBUG=plan
         self.max_transient = 0  # bytes of the largest intermediate of a pairwise step
+        self.prefer: tuple[str, ...] = ()  # the left side's variables: a join's result is laid out in this order
 
     @property
     def where(self) -> str:
@@ -334,14 +335,18 @@ class DenseEvaluator:
         plan = cached_plan_join([x.vars for x in xs], out, sizes)
         self.steps.append(plan)
         ops = list(xs)
-        for step in plan.steps:
+        last = len(plan.steps) - 1
+        for n_step, step in enumerate(plan.steps):
             i, j = step.operands
             a, b = ops[i], ops[j]
-            sub = _subscripts(a.vars, b.vars, tuple(step.output))
+            output = tuple(step.output)
+            if n_step == last and self.prefer:  # the result's axes in the left side's order: its layout as stored
+                output = _in_order(output, self.prefer)
+            sub = _subscripts(a.vars, b.vars, output)
             res = self.backend.contract(sub, xp.asarray(a.arr, dtype=xp.float64), xp.asarray(b.arr, dtype=xp.float64))
             for k in sorted((i, j), reverse=True):
                 ops.pop(k)
-            ops.append(Labeled(res, tuple(step.output)))
+            ops.append(Labeled(res, output))
             self.max_transient = max(self.max_transient, int(res.nbytes))
         result = ops[-1]
         if scale != 1:
@@ -406,6 +411,12 @@ def _static(n: Node) -> tuple[str, list[str], list[str]]:
 
 _COMPARE = {"!=": operator.ne, "==": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt,
             ">=": operator.ge}
+
+
+@functools.lru_cache(maxsize=8192)
+def _in_order(vs: tuple[str, ...], prefer: tuple[str, ...]) -> tuple[str, ...]:
+    """`vs` with the variables of `prefer` first, in its order, then the others as they were."""
+    return tuple(sorted(vs, key=lambda v: prefer.index(v) if v in prefer else len(prefer)))
 
 
 @functools.lru_cache(maxsize=8192)

@@ -86,7 +86,7 @@ class Executor:
 
     @property
     def _pos(self) -> dict:
-        """id(read) -> (read, its positions); ("lhs", id(equation)) -> (eq, positions, shape): per analysis."""
+        """id(read) -> (read, its positions); ("lhs", id(eq)) -> (eq, positions, shape, variables): per analysis."""
         return self._strata.setdefault("positions", {})
 
     @property
@@ -353,7 +353,14 @@ class Executor:
         rng = ranges or eq.ranges
         if ranges is None and read == self.read_current and (counted := self._count(eq)) is not None:
             return counted, None
+        key = ("lhs", id(eq))
+        if key not in self._pos or self._pos[key][0] is not eq:  # the left side's positions and shape, once
+            t = self.prog.tensors[eq.lhs]
+            lhs = tuple(p.expr for k, p in enumerate(eq.lhs_pos) if k != t.virtual_axis)
+            self._pos[key] = (eq, lhs, t.storage_shape, tuple(_scatter_static(lhs)[0]))
+        _, lhs, shape, lhs_vars = self._pos[key]
         ev = DenseEvaluator(self.backend, read, rng, self.functions, eq)
+        ev.prefer = lhs_vars
         if read == self.read_current:  # reads see stored values: identical sub-joins can be shared
             ev.cache, ev.versions = self.join_cache, self.values.version
             ev.read_sparse = self.sparse_matrix
@@ -367,12 +374,6 @@ class Executor:
         if self.debug:
             for plan in ev.steps:
                 print(f"[plan] {equation_str(eq)}\n{plan}", file=sys.stderr)
-        key = ("lhs", id(eq))
-        if key not in self._pos or self._pos[key][0] is not eq:  # the left side's positions and shape, once
-            t = self.prog.tensors[eq.lhs]
-            self._pos[key] = (eq, tuple(p.expr for k, p in enumerate(eq.lhs_pos) if k != t.virtual_axis),
-                              t.storage_shape)
-        _, lhs, shape = self._pos[key]
         out = scatter(res, lhs, rng, shape, eq.op, self.xp, into)
         fresh = out[0].nbytes if out[0] is not into else 0
         self.peak_bytes = max(self.peak_bytes, self.live_bytes() + ev.max_transient + fresh)
