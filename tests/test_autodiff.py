@@ -357,3 +357,46 @@ def test_paper_example_gradients_against_finite_differences(name, loss, wrt):
         coords = [np.unravel_index(k, values[t].shape) for k in flat]
         fd = finite_difference(prog, "Loss", values, t, coords)
         np.testing.assert_allclose([got[t][c] for c in coords], fd, rtol=1e-5, atol=1e-6, err_msg=t)
+
+
+@pytest.mark.parametrize("src,fn", [
+    ("Y[0:2] = X[0, 1:3]\nLoss = Y[i] Y[i]", lambda t: (t["X"][0, 1:3] ** 2).sum()),
+    ("Y[0] = X[0, j] X[1, j]\nY[i] = C[i]\nLoss = Y[i] Y[i]",
+     lambda t: ((t["X"][0] * t["X"][1]).sum() + t["C"][0]) ** 2 + (t["C"][1:] ** 2).sum()),
+    ("Loss = X[i, j] X[i, j]\nLoss = C[i]", lambda t: (t["X"] ** 2).sum() + t["C"].sum()),
+    ("S[i, j.] = C[i] softmax(X[i, j] E[i, j])\nLoss = S[i, j] E[i, j]",
+     lambda t: (t["C"][:, None] * torch.softmax(t["X"] * t["E"], 1) * t["E"]).sum()),
+    ("N[i, j.] = 2 lnorm(X[i, j]) + E[i, j]\nLoss = N[i, j] N[i, j]",
+     lambda t: ((2 * t_lnorm(t["X"]) + t["E"]) ** 2).sum()),
+    ("Y[i] = (C[i])^(-2) + X[i, j] / C[i]\nLoss = Y[i] Y[i]",
+     lambda t: ((t["C"] ** -2 + t["X"].sum(1) / t["C"]) ** 2).sum()),
+    ("Y[i, j] = X[i, j] Big(i, j)\nLoss = Y[i, j] Y[i, j]", lambda t: ((t["X"] * (t["X"] > 0)) ** 2).sum()),
+])
+def test_more_construct_gradients(src, fn):
+    rng = np.random.default_rng(10)
+    vals = {"X": rng.uniform(-1, 1, (3, 4)), "C": rng.uniform(0.5, 1.5, 3), "E": rng.normal(size=(3, 4))}
+    prog = tl.Program(src + "\n")
+    used = {k: v for k, v in vals.items() if f"{k}[" in src}
+    if "Big(" in src:
+        used["Big"] = [tuple(ij) for ij in np.argwhere(vals["X"] > 0)]
+        prog = tl.Program(src + "\n")
+        got = prog.grad("Loss", ["X"], **used)
+        t = tt(vals["X"])
+        fn({"X": t}).backward()
+        np.testing.assert_allclose(got["X"], t.grad.numpy(), rtol=1e-9)
+        return
+    check(prog, fn, used, [k for k in used])
+
+
+def test_numeric_fixpoint_gradient_is_the_implicit_function_gradient():
+    """X = 0.5 W X + B iterated to its fixpoint; the adjoint fixpoint gives d(C.X)/dB = (I - 0.5 W)^-T C."""
+    rng = np.random.default_rng(11)
+    W = rng.uniform(-0.5, 0.5, (4, 4))
+    B, C = rng.normal(size=4), rng.normal(size=4)
+    prog = tl.Program("set tolerance = 0.000000000001\nX[i] = 0.5 W[i, j] X[j] + B[i]\nLoss = C[i] X[i]\n")
+    got = prog.grad("Loss", ["B", "W"], W=W, B=B, C=C)
+    A = np.eye(4) - 0.5 * W
+    x = np.linalg.solve(A, B)
+    gb = np.linalg.solve(A.T, C)
+    np.testing.assert_allclose(got["B"], gb, rtol=1e-8)
+    np.testing.assert_allclose(got["W"], 0.5 * np.outer(gb, x), rtol=1e-8)

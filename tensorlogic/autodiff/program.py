@@ -77,7 +77,7 @@ def gradient_source(source: str, program: ast.Program, file: str, a: Analyzed, o
     from .reverse import Differentiator
 
     for t, g in grads.grad_of.items():  # a data or parameter tensor's gradient has its shape
-        if t not in outputs and a.tensors[t].shape and Differentiator.declarable(_Tensors(a), t):
+        if t not in outputs and t in a.tensors and a.tensors[t].shape and Differentiator.declarable(_Tensors(a), t):
             out.append(f"tensor {g}[{', '.join(str(n) for n in a.tensors[t].shape)}]")
     seed_inputs: dict[str, str] = {}
     for o in outputs:

@@ -44,6 +44,7 @@ from ..ir.nodes import (
     Reduce,
     ix_vars,
     reads,
+    walk,
 )
 from ..syntax.diagnostics import Span, TLAnalysisError, TLError
 from .exprs import (
@@ -153,11 +154,40 @@ class Differentiator:
                 raise _fail(f"cannot differentiate through the virtual index of '{eq.text or eq.lhs}' yet",
                             eq.span, "write the index as an ordinary one (X[i,t+1] instead of X[i,*t+1]) so "
                                      "every step is kept for the backward pass")
-            self.eq = eq
-            self.ctx: set[str] = set()
-            self.counter = 0
-            self.differentiate(eq)
+            for e in self.split_normalisations(eq):
+                self.eq = e
+                self.ctx: set[str] = set()
+                self.counter = 0
+                self.differentiate(e)
         return self.out
+
+    def split_normalisations(self, eq: Equation) -> list[Equation]:
+        """A softmax or lnorm inside a larger expression normalises over the left side's dotted index, which a
+        copy in a gradient equation would not have: it becomes its own tensor `Norm_T_k[..., v.]` (an
+        equation added to the gradient program, with the same values) read by a rewritten equation; both
+        are differentiated. Returns the equations to differentiate."""
+        inner = [m for m in walk(eq.rhs) if isinstance(m, Apply) and m.func in ("softmax", "lnorm")
+                 and m is not eq.rhs and not (isinstance(eq.rhs, Reduce) and not eq.rhs.over and m is eq.rhs.operand)
+                 and self.active(m)]
+        if not inner:
+            return [eq]
+        subst: dict[int, Read] = {}
+        extra: list[Equation] = []
+        for k, m in enumerate(inner, 1):
+            vs = free_vars(m)
+            name = self.fresh(f"Norm_{eq.lhs}_{k}")
+            pos = tuple(Pos(IVar(v), normalized=(v == m.norm_var)) for v in vs)
+            aux = Equation(-1, name, pos, "+", m, False, norm_var=m.norm_var, ranges=dict(eq.ranges))
+            self.out.comments[len(self.out.equations)] = f"the {m.func} inside {eq.lhs}'s equation, as a tensor"
+            self.out.equations.append(aux)  # a forward equation of the gradient program (printed as is)
+            self.relevant.add(name)
+            self.by_lhs[name] = [aux]
+            subst[id(m)] = read_of(name, vs)
+            extra.append(aux)
+        rewritten = Equation(eq.id, eq.lhs, eq.lhs_pos, eq.op, _substitute(eq.rhs, subst), eq.boolean, eq.span,
+                             eq.text, eq.ranges, eq.norm_var, eq.virtual_var)
+        self.by_lhs[eq.lhs] = [rewritten if x is eq else x for x in self.by_lhs[eq.lhs]]
+        return [rewritten, *extra]
 
     def differentiate(self, eq: Equation) -> None:
         g = Read(self.grad(eq.lhs), eq.lhs_pos)
@@ -226,7 +256,9 @@ class Differentiator:
 
     def declarable(self, t: str) -> bool:
         """Whether Grad_t can be declared with t's shape: t is not computed and has no symbolic domain."""
-        info = self.a.tensors[t]
+        info = self.a.tensors.get(t)
+        if info is None:  # a tensor the gradient program adds (Norm_T_k): computed
+            return False
         return not info.has_equations and info.virtual_axis is None and not any(
             self.a.domains[d].symbolic for d in info.domains)
 
@@ -333,8 +365,8 @@ class Differentiator:
     def shortcut_ok(self, eq: Equation) -> bool:
         """Whether T[lhs] holds exactly this equation's right side, so f'(x) can be written with T itself:
         plain or shifted distinct variables on the left, no data, and other equations of T write elsewhere."""
-        t = self.a.tensors[eq.lhs]
-        if t.has_data or eq.op != "+":
+        t = self.a.tensors.get(eq.lhs)
+        if (t is not None and t.has_data) or eq.op != "+":
             return False
         seen = set()
         for p in eq.lhs_pos:
@@ -458,6 +490,27 @@ class Differentiator:
         self.add(Equation(-1, split, tuple(pos), "+", read_of(a_name, vs), False))
         self.prop(n.operand, read_of(split, rest + list(n.merged)))
         self.ctx = saved
+
+
+def _substitute(n: Node, subst: dict[int, Node]) -> Node:
+    """n with the nodes whose ids are in `subst` replaced (a copy along the replaced paths)."""
+    if id(n) in subst:
+        return subst[id(n)]
+    if isinstance(n, Join):
+        return Join([_substitute(f, subst) for f in n.factors], list(n.divides))
+    if isinstance(n, Add):
+        return Add([_substitute(t, subst) for t in n.terms], list(n.signs))
+    if isinstance(n, Neg):
+        return Neg(_substitute(n.operand, subst))
+    if isinstance(n, Pow):
+        return Pow(_substitute(n.base, subst), _substitute(n.exponent, subst))
+    if isinstance(n, Apply):
+        return Apply(n.func, [_substitute(a, subst) for a in n.args], n.norm_var, n.span)
+    if isinstance(n, Reduce):
+        return Reduce(n.over, _substitute(n.operand, subst))
+    if isinstance(n, Concat):
+        return Concat(_substitute(n.operand, subst), n.merged, n.into, n.span)
+    return n
 
 
 def differentiate(a: Analyzed, outputs: list[str], wrt: list[str]) -> GradEquations:
