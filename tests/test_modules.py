@@ -533,3 +533,14 @@ def test_show_ir_prints_the_expanded_equations(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert "H[b,layer1_o] = sum[d](Layer1_W[layer1_o,d] X[b,d]) + Layer1_B[layer1_o]" in out
     assert "Out[b,layer2_o] = sum[layer1_o](Layer2_W[layer2_o,layer1_o] H[b,layer1_o]) + Layer2_B[layer2_o]" in out
+
+
+def test_pgm_ancestral_sampling_by_selective_projection_matches_inverse_cdf() -> None:
+    pa, pb = RNG.dirichlet(np.ones(4)), RNG.dirichlet(np.ones(3), size=4)
+    p = tl.Program("use pgm.sample(P=PA, U=UA, S=SA, a=a)\nuse pgm.select(PCond=PB, Parent=SA, Row=Row, a=a, b=b)\n"
+                   "use pgm.sample(P=Row, U=UB, S=SB, a=b) as SampleB\n")
+    for ua, ub in [(0.01, 0.99), (0.3, 0.5), (0.62, 0.1), (0.97, 0.75)]:
+        p.run(PA=pa, PB=pb, UA=np.array(ua), UB=np.array(ub))
+        a = int(np.searchsorted(np.cumsum(pa), ua, side="right"))
+        b = int(np.searchsorted(np.cumsum(pb[a]), ub, side="right"))
+        assert np.array_equal(p["SA"], np.eye(4)[a]) and np.array_equal(p["SB"], np.eye(3)[b])
