@@ -400,3 +400,11 @@ def test_numeric_fixpoint_gradient_is_the_implicit_function_gradient():
     gb = np.linalg.solve(A.T, C)
     np.testing.assert_allclose(got["B"], gb, rtol=1e-8)
     np.testing.assert_allclose(got["W"], 0.5 * np.outer(gb, x), rtol=1e-8)
+
+
+def test_concat_inside_a_sum():
+    rng = np.random.default_rng(12)
+    x, f, c = rng.normal(size=(3, 4)), rng.normal(size=2), rng.normal(size=3)
+    prog = tl.Program("Z[i, k] = concat(X[i, j] F[h]) + C[i]\nLoss = Z[i, k] Z[i, k]\n")
+    check(prog, lambda t: (((t["X"][:, :, None] * t["F"][None, None, :]).reshape(3, 8) + t["C"][:, None]) ** 2)
+          .sum(), {"X": x, "F": f, "C": c}, ["X", "F", "C"])

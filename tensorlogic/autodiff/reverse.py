@@ -162,11 +162,13 @@ class Differentiator:
         return self.out
 
     def split_normalisations(self, eq: Equation) -> list[Equation]:
-        """A softmax or lnorm inside a larger expression normalises over the left side's dotted index, which a
-        copy in a gradient equation would not have: it becomes its own tensor `Norm_T_k[..., v.]` (an
+        """A softmax or lnorm inside a larger expression normalises over the left side's dotted index (a concat
+        lays out into the left side's new index), which a copy in a gradient equation would not have: it
+        becomes its own tensor `Norm_T_k[..., v.]` (an
         equation added to the gradient program, with the same values) read by a rewritten equation; both
         are differentiated. Returns the equations to differentiate."""
-        inner = [m for m in walk(eq.rhs) if isinstance(m, Apply) and m.func in ("softmax", "lnorm")
+        inner = [m for m in walk(eq.rhs) if (isinstance(m, Apply) and m.func in ("softmax", "lnorm")
+                                             or isinstance(m, Concat))
                  and m is not eq.rhs and not (isinstance(eq.rhs, Reduce) and not eq.rhs.over and m is eq.rhs.operand)
                  and self.active(m)]
         if not inner:
@@ -175,10 +177,12 @@ class Differentiator:
         extra: list[Equation] = []
         for k, m in enumerate(inner, 1):
             vs = free_vars(m)
+            norm = getattr(m, "norm_var", None)
             name = self.fresh(f"Norm_{eq.lhs}_{k}")
-            pos = tuple(Pos(IVar(v), normalized=(v == m.norm_var)) for v in vs)
-            aux = Equation(-1, name, pos, "+", m, False, norm_var=m.norm_var, ranges=dict(eq.ranges))
-            self.out.comments[len(self.out.equations)] = f"the {m.func} inside {eq.lhs}'s equation, as a tensor"
+            pos = tuple(Pos(IVar(v), normalized=(v == norm)) for v in vs)
+            aux = Equation(-1, name, pos, "+", m, False, norm_var=norm, ranges=dict(eq.ranges))
+            what = m.func if isinstance(m, Apply) else "concat"
+            self.out.comments[len(self.out.equations)] = f"the {what} inside {eq.lhs}'s equation, as a tensor"
             self.out.equations.append(aux)  # a forward equation of the gradient program (printed as is)
             self.relevant.add(name)
             self.by_lhs[name] = [aux]
