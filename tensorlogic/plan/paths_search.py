@@ -60,7 +60,7 @@ FAST_TRIALS = 4
 FAST_RANKS = ("delta",)
 FAST_RANKS_LARGE = ("flops", "delta")
 FAST_SMALL_N = 30
-FAST_INTERVAL_WORK = 4_000
+FAST_INTERVAL_WORK = 5_000
 FAST_INTERVAL_WORK_LARGE = 400_000
 FAST_INTERVAL_ROUNDS = 40
 FAST_INTERVAL_PATIENCE = 4
@@ -310,9 +310,10 @@ def search(
             pool.add_pairs(oe_greedy_ssa(net), "greedy (opt_einsum)")
             if n <= 14:
                 pool.add_pairs(branch1_ssa(net), "branch-1 (opt_einsum)")
-            pool.add_pairs(greedy_ssa(net, "flops"), "greedy (flops)")
-            if n <= FAST_RECONF_MAX_N:  # (in quality mode too: the parts were polished, not the whole)
-                _fast_reconf(pool, obj)
+            if high or max(n, whole_n) > FAST_SMALL_N:  # (small joins: the parts were refined already)
+                pool.add_pairs(greedy_ssa(net, "flops"), "greedy (flops)")
+                if n <= FAST_RECONF_MAX_N:  # (in quality mode too: the parts were polished, not the whole)
+                    _fast_reconf(pool, obj)
             return pool.best
         order = chain_order(net)
         if order is not None and n <= (HIGH_CHAIN_MAX if high else FAST_CHAIN_MAX):
