@@ -55,6 +55,7 @@ class Labeled:
 
     arr: np.ndarray
     vars: tuple[str, ...]
+    fresh: bool = False  # arr is a new array nothing else refers to (it may be stored as it is)
 
 
 def to_numpy(a: Any) -> np.ndarray:
@@ -265,8 +266,8 @@ class DenseEvaluator:
                 self.shared += 1
                 return self.cache[key]
             res = self.join(n.operand, n.over)
-            if key is not None:
-                self.cache[key] = res
+            if key is not None:  # shared from now on: not fresh
+                res = self.cache[key] = Labeled(res.arr, res.vars)
             return res
         x = self.eval(n.operand)
         axes = tuple(x.vars.index(v) for v in n.over if v in x.vars)
@@ -351,6 +352,7 @@ class DenseEvaluator:
         result = ops[-1]
         if scale != 1:
             result = Labeled(result.arr * scale, result.vars)
+        result.fresh = len(xs) > 1  # the last pairwise product's own array
         return result
 
     def apply(self, n: Apply) -> Labeled:
@@ -362,7 +364,7 @@ class DenseEvaluator:
                 x = Labeled(self.full(x, x.vars + (v,)), x.vars + (v,))
             axis = x.vars.index(v)
             fn = self.backend.softmax if n.func == "softmax" else self.backend.lnorm
-            return Labeled(fn(xp.asarray(x.arr, dtype=xp.float64), axis), x.vars)
+            return Labeled(fn(xp.asarray(x.arr, dtype=xp.float64), axis), x.vars, True)
         if n.func == "sig" and len(n.args) == 2:
             x, t = self.eval(n.args[0]), self.eval(n.args[1])
             if t.vars:
@@ -372,7 +374,7 @@ class DenseEvaluator:
         xs = [self.eval(a) for a in n.args]
         if n.func in self.backend.functions:
             x = xs[0]
-            return Labeled(self.backend.functions[n.func](xp.asarray(x.arr, dtype=xp.float64)), x.vars)
+            return Labeled(self.backend.functions[n.func](xp.asarray(x.arr, dtype=xp.float64)), x.vars, True)
         fn = self.user_functions[n.func]
         order = union_vars(*xs)
         try:  # a Python function gets and returns numpy arrays, whatever the backend

@@ -631,6 +631,9 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
     if tuple(vals.shape) != grid_shape:
         vals = xp.broadcast_to(vals, grid_shape)
     vals = xp.asarray(vals, dtype=xp.float64)
+    if op == "+" and sliced and into is None and res.fresh and vals is res.arr and all(
+            not isinstance(sh, int) and sh[1] == 0 and ranges[sh[0]] == (0, n) for sh, n in zip(shifts, shape)):
+        return vals, None  # a new array covering the whole head, in its order: stored as it is
     if op == "+" and sliced:
         # each position is a constant or a distinct variable plus a constant: one (clipped) slice assignment
         acc = xp.zeros(shape) if into is None else into
