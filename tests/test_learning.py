@@ -220,3 +220,31 @@ def test_batch_size_without_example_index_is_an_error():
     prog = tl.Program("tensor W[3] learnable\nLoss = (W[i] X[i])^2\n")
     with pytest.raises(tl.TLError, match="example index"):
         prog.train("Loss", epochs=1, batch_size=2, X=np.ones(3))
+
+
+def test_cp_fits_report_the_planted_rank():
+    prog = tl.load(EXAMPLES / "cp.tl")
+    prog.train("Loss", epochs=1500, lr=0.05)
+    prog.run()
+    a = np.load(EXAMPLES / "data" / "cp_A.npy")
+    p = prog.params
+    errs = []
+    for r in range(1, 5):  # relative errors of each fitted rank, reconstructed by numpy
+        approx = np.einsum("ir,jr,kr->ijk", p[f"R{r}_A"], p[f"R{r}_B"], p[f"R{r}_C"])
+        errs.append(np.linalg.norm(approx - a) / np.linalg.norm(a))
+    assert errs[0] > 1e-3 and errs[1] > 1e-3 and errs[2] < 1e-3 and errs[3] < 1e-3
+    assert float(prog["Rank"]) == 3
+
+
+def test_tubal_factorization_reaches_the_truncated_svd_optimum():
+    prog = tl.load(EXAMPLES / "tubal.tl")
+    prog.train("Loss", epochs=800, lr=0.05)
+    prog.run()
+    img = np.load(EXAMPLES / "data" / "image.npy")
+    f = np.fft.fft(img, axis=2)  # the best tubal rank-2 approximation: truncated SVD of each DFT slice
+    best = np.zeros_like(f)
+    for k in range(3):
+        u, s, vt = np.linalg.svd(f[:, :, k])
+        best[:, :, k] = (u[:, :2] * s[:2]) @ vt[:2]
+    optimum = np.linalg.norm(np.real(np.fft.ifft(best, axis=2)) - img) / np.linalg.norm(img)
+    assert float(prog["RelErr"]) <= optimum * (1 + 1e-4)

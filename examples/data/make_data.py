@@ -47,6 +47,20 @@ def tucker(rng: np.random.Generator) -> None:
     np.save(HERE / "tucker_A.npy", np.einsum("ip,jq,kr,pqr->ijk", m1, m2, m3, core))
 
 
+def cp(rng: np.random.Generator) -> None:
+    # a 6 x 5 x 4 tensor of CP rank 3: the sum of three outer products.
+    a, b, c = rng.normal(size=(6, 3)), rng.normal(size=(5, 3)), rng.normal(size=(4, 3))
+    np.save(HERE / "cp_A.npy", np.einsum("ir,jr,kr->ijk", a, b, c))
+
+
+def image() -> None:
+    # a small 12 x 12 RGB image (a disc over a diagonal gradient), values in [0, 1], for the tubal example.
+    y, x = np.mgrid[0:12, 0:12] / 11.0
+    disc = ((x - 0.6) ** 2 + (y - 0.4) ** 2 < 0.08).astype(float)
+    img = np.stack([0.3 + 0.5 * x, 0.2 + 0.6 * y * disc, 0.8 * disc + 0.1 * (1 - x)], axis=2)
+    np.save(HERE / "image.npy", np.clip(img, 0.0, 1.0))
+
+
 def karate() -> None:
     # Zachary's karate club (networkx): edges both ways, and 1 for the members who followed the officer.
     import networkx as nx
@@ -81,5 +95,7 @@ if __name__ == "__main__":
     transformer(np.random.default_rng(2025))
     embeddings(np.random.default_rng(7))
     tucker(np.random.default_rng(11))
+    cp(np.random.default_rng(13))
+    image()
     karate()
     chars()
