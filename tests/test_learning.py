@@ -248,3 +248,27 @@ def test_tubal_factorization_reaches_the_truncated_svd_optimum():
         best[:, :, k] = (u[:, :2] * s[:2]) @ vt[:2]
     optimum = np.linalg.norm(np.real(np.fft.ifft(best, axis=2)) - img) / np.linalg.norm(img)
     assert float(prog["RelErr"]) <= optimum * (1 + 1e-4)
+
+
+def test_reasoning_in_embedding_space_at_zero_temperature_is_exact():
+    """examples/kinships_reasoning.tl: per kinship term, the transitive closure computed in embedding space with
+    sig(., T) at T = 0 equals the Boolean closure of the training facts (computed here with numpy)."""
+    prog = tl.load(EXAMPLES / "kinships_reasoning.tl")
+    prog.run()
+    closure = prog["Closure"]
+    people = prog.analyzed.domain_of("Train", 0)
+    terms = prog.analyzed.domain_of("Train", 1)
+    n = len(people.symbols)
+    rel = np.zeros((len(terms.symbols), n, n), dtype=bool)
+    for line in (EXAMPLES / "data" / "kinships" / "train.tsv").read_text().splitlines():
+        s, r, o = line.split("\t")
+        rel[terms.index[r], people.index[s], people.index[o]] = True
+    for r in range(rel.shape[0]):
+        reach = rel[r].copy()
+        while True:  # Boolean transitive closure by repeated squaring
+            nxt = reach | ((reach.astype(int) @ rel[r].astype(int)) > 0)
+            if (nxt == reach).all():
+                break
+            reach = nxt
+        np.testing.assert_array_equal(closure[r] > 0.5, reach, err_msg=terms.symbols[r])
+        assert set(np.unique(closure[r])) <= {0.0, 1.0}

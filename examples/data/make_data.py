@@ -61,6 +61,12 @@ def image() -> None:
     np.save(HERE / "image.npy", np.clip(img, 0.0, 1.0))
 
 
+def kinship_embeddings(rng: np.random.Generator) -> None:
+    # orthonormal embeddings of the 104 people of Kinships (a random rotation): readback is exact at T = 0.
+    q, _ = np.linalg.qr(rng.normal(size=(104, 104)))
+    np.save(HERE / "kinships_Emb.npy", q)
+
+
 def karate() -> None:
     # Zachary's karate club (networkx): edges both ways, and 1 for the members who followed the officer.
     import networkx as nx
@@ -97,5 +103,6 @@ if __name__ == "__main__":
     tucker(np.random.default_rng(11))
     cp(np.random.default_rng(13))
     image()
+    kinship_embeddings(np.random.default_rng(17))
     karate()
     chars()
