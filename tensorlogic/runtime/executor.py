@@ -634,28 +634,39 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
     if op == "+" and sliced and into is None and res.fresh and vals is res.arr and all(
             not isinstance(sh, int) and sh[1] == 0 and ranges[sh[0]] == (0, n) for sh, n in zip(shifts, shape)):
         return vals, None  # a new array covering the whole head, in its order: stored as it is
-    if op == "+" and sliced:
+    if sliced:
         # each position is a constant or a distinct variable plus a constant: one (clipped) slice assignment
-        acc = xp.zeros(shape) if into is None else into
+        # (each cell gets at most one value, so max=/min=/avg= need no reduction either)
+        if op == "+":
+            acc, aux = (xp.zeros(shape) if into is None else into), None
+        elif op == "avg":
+            acc, aux = xp.zeros(shape), xp.zeros(shape)
+        else:
+            acc, aux = xp.full(shape, -np.inf if op == "max" else np.inf), xp.zeros(shape, dtype=xp.bool_)
         dst, src = [], []
         for sh, n in zip(shifts, shape):
             if isinstance(sh, int):
                 if not 0 <= sh < n:
-                    return acc, None
+                    return acc, aux
                 dst.append(sh)
                 continue
             v, c = sh
             lo, hi = ranges[v][0] + c, ranges[v][1] + c
             a, b = max(lo, 0), min(hi, n)
             if a >= b:
-                return acc, None
+                return acc, aux
             dst.append(slice(a, b))
             src.append(slice(a - lo, b - lo))
+        dst_t = tuple(dst)
         if into is None:  # (the variables are in the order of the positions: no transposition)
-            acc[tuple(dst)] = vals[tuple(src)]
+            acc[dst_t] = vals[tuple(src)]
         else:
-            acc[tuple(dst)] += vals[tuple(src)]
-        return acc, None
+            acc[dst_t] += vals[tuple(src)]
+        if op == "avg":
+            aux[dst_t] = float(per_cell)
+        elif op in ("max", "min"):
+            aux[dst_t] = True
+        return acc, aux
     if not lhs:  # a scalar left side
         total = xp.asarray(vals, dtype=xp.float64).reshape(())
         if into is not None:
