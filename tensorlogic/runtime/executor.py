@@ -357,7 +357,7 @@ class Executor:
         if key not in self._pos or self._pos[key][0] is not eq:  # the left side's positions and shape, once
             t = self.prog.tensors[eq.lhs]
             lhs = tuple(p.expr for k, p in enumerate(eq.lhs_pos) if k != t.virtual_axis)
-            self._pos[key] = (eq, lhs, t.storage_shape, tuple(_scatter_static(lhs)[0]))
+            self._pos[key] = (eq, lhs, t.storage_shape, _scatter_static(lhs)[0])
         _, lhs, shape, lhs_vars = self._pos[key]
         ev = DenseEvaluator(self.backend, read, rng, self.functions, eq)
         ev.prefer = lhs_vars
@@ -582,9 +582,10 @@ def _offset(e: IExpr) -> int:
 
 
 @functools.lru_cache(maxsize=8192)
-def _scatter_static(lhs: tuple[IExpr, ...]) -> tuple[list[str], list, bool]:
-    """A left side's variables in order, each position as an int (a constant) or (variable, shift), and
-    whether it is written by slicing (every position a constant or a distinct variable plus a constant)."""
+def _scatter_static(lhs: tuple[IExpr, ...]) -> tuple[tuple[str, ...], list, bool, bool]:
+    """A left side's variables in order, each position as an int (a constant) or (variable, shift), whether
+    it is written by slicing (every position a constant or a distinct variable plus a constant), and whether
+    every position is a distinct plain variable."""
     lhs_vars: list[str] = []
     for e in lhs:
         for v in ix_vars(e):
@@ -594,7 +595,8 @@ def _scatter_static(lhs: tuple[IExpr, ...]) -> tuple[list[str], list, bool]:
     moving = [sh for sh in shifts if not isinstance(sh, int)]
     sliced = bool(lhs) and all(sh is not None for sh in shifts) and len({sh[0] for sh in moving}) == len(
         moving) == len(lhs_vars)
-    return lhs_vars, shifts, sliced
+    whole = sliced and all(not isinstance(sh, int) and sh[1] == 0 for sh in shifts)
+    return tuple(lhs_vars), shifts, sliced, whole
 
 
 def _shift_of(e: IExpr) -> tuple[str, int] | None:
@@ -614,8 +616,8 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """Accumulate `res` into an array of `shape` at the left side's index expressions, with `op`, in the array
     namespace `xp`; with `into` (op `+` only) added into that array instead of a new one of zeros."""
-    lhs_vars, shifts, sliced = _scatter_static(lhs if isinstance(lhs, tuple) else tuple(lhs))
-    extra = tuple(v for v in res.vars if v not in lhs_vars)
+    lhs_vars, shifts, sliced, whole = _scatter_static(lhs if isinstance(lhs, tuple) else tuple(lhs))
+    extra = () if res.vars == lhs_vars else tuple(v for v in res.vars if v not in lhs_vars)
     per_cell = 1  # contributions folded into each grid cell (for avg=)
     if extra:  # indices projected by the operator (max=, ...), or a virtual index bound to one step
         axes = tuple(res.vars.index(v) for v in extra)
@@ -631,8 +633,8 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
     if tuple(vals.shape) != grid_shape:
         vals = xp.broadcast_to(vals, grid_shape)
     vals = xp.asarray(vals, dtype=xp.float64)
-    if op == "+" and sliced and into is None and res.fresh and vals is res.arr and all(
-            not isinstance(sh, int) and sh[1] == 0 and ranges[sh[0]] == (0, n) for sh, n in zip(shifts, shape)):
+    if op == "+" and whole and into is None and res.fresh and vals is res.arr and grid_shape == shape and all(
+            ranges[v][0] == 0 for v in order):
         return vals, None  # a new array covering the whole head, in its order: stored as it is
     if sliced:
         # each position is a constant or a distinct variable plus a constant: one (clipped) slice assignment
