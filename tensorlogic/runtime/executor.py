@@ -340,10 +340,13 @@ class Executor:
 
     # ------------------------------------------------------------ one equation
     def read_current(self, r: Read) -> tuple[np.ndarray, tuple[IExpr, ...]]:
-        hit = self._pos.get(id(r))
+        cache = self._pos
+        hit = cache.get(id(r))
         if hit is None or hit[0] is not r:  # (the entry holds the read: its id is not reused meanwhile)
+            if len(cache) > 50_000:  # ad hoc queries bring new reads: bounded
+                cache.clear()
             t = self.prog.tensors[r.tensor]
-            hit = self._pos[id(r)] = (r, tuple(p.expr for k, p in enumerate(r.pos) if k != t.virtual_axis))
+            hit = cache[id(r)] = (r, tuple(p.expr for k, p in enumerate(r.pos) if k != t.virtual_axis))
         return self.array(r.tensor), hit[1]
 
     def contribution(self, eq: Equation, read: Callable, ranges: dict | None = None, into=None
