@@ -97,6 +97,13 @@ class Executor:
                                      for eq in self.prog.equations}
         return self._strata["forms"]
 
+    def _reads_of(self, st: Stratum) -> set[str]:
+        """The tensors a stratum's equations read (per analysis, computed once)."""
+        key = ("reads", frozenset(st.tensors))
+        if key not in self._strata:
+            self._strata[key] = frozenset(r.tensor for e in st.equations for r in reads(e.rhs))
+        return self._strata[key]
+
     def adopt(self, old: Executor) -> None:
         """Take over from an executor of the same analysis (an earlier run) what does not depend on the array
         inputs rebound since: initial values of tensors without array data (relations given as tuples,
@@ -223,7 +230,7 @@ class Executor:
             for st in reversed(sts):
                 if any(t in want and t not in self.computed for t in st.tensors):
                     run.append(st)
-                    want |= {r.tensor for e in st.equations for r in reads(e.rhs)}
+                    want |= self._reads_of(st)
             sts = run[::-1]
         protect = set(keep or ()) | set(names or ()) | set(self.prog.data) | self.keep
         for st in sts:
@@ -269,7 +276,7 @@ class Executor:
 
     def _free_dead(self, st: Stratum, protect: set[str]) -> None:
         """Drop the tensors this stratum read whose every reader in the run has now run."""
-        for t in {r.tensor for e in st.equations for r in reads(e.rhs)}:
+        for t in self._reads_of(st):
             if t in protect or t in st.tensors or t not in self.computed or t not in self.readers:
                 continue
             if all(all(x in self.computed for x in group) for group in self.readers[t]):
