@@ -128,8 +128,11 @@ def _build(graph: RematGraph, budget: float | None, cost: np.ndarray, mem: np.nd
     if B is None:
         for (_, i), x in R.items():
             c[x] = cost[i]
-    else:
+    else:  # least budget first; among those, least cost (a tie-break far below any budget difference)
         c[B] = 1.0
+        eps = 1e-4 / max(float(cost.sum()) * N, 1e-30)
+        for (_, i), x in R.items():
+            c[x] = eps * cost[i]
     return m, R, S, c
 
 
@@ -192,12 +195,15 @@ def steps_from(graph: RematGraph, R: np.ndarray, S: np.ndarray) -> list[Step]:
     return steps
 
 
-def min_budget(graph: RematGraph, time_limit: float = 60.0, recompute_backward: bool = True) -> tuple[float, bool]:
-    """The smallest budget any schedule meets (Checkmate's model), and whether it is proven."""
+def min_budget(graph: RematGraph, time_limit: float = 60.0, recompute_backward: bool = True
+               ) -> tuple[float, bool, list[Step]]:
+    """The smallest budget any schedule meets (Checkmate's model), whether it is proven, and that schedule
+    (empty when none was found: then the budget is only the single-node lower bound)."""
     r = milp_solve(graph, None, time_limit, recompute_backward=recompute_backward)
     if r.R is None:
-        return lower_bound_budget(graph), False
-    return _finish(graph, "milp", None, steps_from(graph, r.R, r.S)).peak, r.status == "optimal"
+        return lower_bound_budget(graph), False, []
+    steps = steps_from(graph, r.R, r.S)
+    return _finish(graph, "milp", None, steps).peak, r.status == "optimal", steps
 
 
 def solve_milp(graph: RematGraph, budget: float, time_limit: float = 60.0, gap: float = 1e-6,
@@ -215,7 +221,10 @@ def solve_milp(graph: RematGraph, budget: float, time_limit: float = 60.0, gap: 
             fallback.strategy, fallback.optimal = "milp", False
             fallback.note = f"no MILP schedule within {time_limit:g} s: greedy checkpointing"
             return fallback
-        least, proven = min_budget(graph, time_limit, recompute_backward)
+        least, proven, steps = min_budget(graph, time_limit, recompute_backward)
+        if steps and r.status == "unknown" and least <= budget:  # no cost-optimal schedule, but one that fits
+            return _finish(graph, "milp", budget, steps, optimal=False,
+                           note=f"no schedule within {time_limit:g} s; the least-budget MILP's schedule")
         if fallback.min_budget is not None and fallback.min_budget < least:
             least, proven = fallback.min_budget, False
         if r.status == "infeasible":  # proven (by the solver or the single-node bound)
