@@ -411,6 +411,14 @@ def test_factor_tprod_matches_numpy_fft_and_fits_a_tubal_rank_one_tensor() -> No
     losses = fit.train(epochs=600, lr=0.05, Data=data)
     assert losses[-1] < 1e-3 * losses[0]
 
+def test_factor_tprod_dft_matches_numpy_fft() -> None:
+    a, b = RNG.normal(size=(3, 2, 5)), RNG.normal(size=(2, 4, 5))
+    p = _run("use factor.tprod_dft(A=A, B=B, T=T, N=5, i=i, l=l, j=j, k=5, f=5)\n", A=a, B=b)
+    fft = np.fft.fft
+    ref = np.real(np.fft.ifft(np.einsum("ilf,ljf->ijf", fft(a, axis=2), fft(b, axis=2)), axis=2))
+    np.testing.assert_allclose(p["T"], ref, atol=1e-12)
+
+
 def test_factor_cp_fit_recovers_a_rank_two_tensor() -> None:
     a, b, c = RNG.normal(size=(6, 2)), RNG.normal(size=(5, 2)), RNG.normal(size=(4, 2))
     data = np.einsum("ir,jr,kr->ijk", a, b, c)
