@@ -23,6 +23,11 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/closure.py
 	$(BIN)/python bench/paths.py --quick
+	$(BIN)/python bench/datalog.py
+	$(BIN)/python bench/overhead.py --no-profile --no-diagnostics
+	$(BIN)/python bench/train.py --quick
+	$(BIN)/python bench/remat.py --quick
+	$(BIN)/python bench/kg.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
