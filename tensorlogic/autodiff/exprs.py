@@ -26,48 +26,10 @@ from ..ir.nodes import (
     Pow,
     Read,
     Reduce,
-    ix_vars,
+    children,
+    free_vars,
+    rename_ix,
 )
-
-
-def free_vars(n: Node) -> list[str]:
-    """Index variables of n that are not summed inside it, in order of first appearance."""
-    if isinstance(n, Read):
-        out: list[str] = []
-        for p in n.pos:
-            for v in ix_vars(p.expr):
-                if v not in out:
-                    out.append(v)
-        return out
-    if isinstance(n, IndexValue):
-        return [n.var]
-    if isinstance(n, Compare):
-        return list(dict.fromkeys(ix_vars(n.left) + ix_vars(n.right)))
-    if isinstance(n, Reduce):
-        return [v for v in free_vars(n.operand) if v not in n.over]
-    if isinstance(n, Concat):
-        return [v for v in free_vars(n.operand) if v not in n.merged] + [n.into]
-    if isinstance(n, Not):
-        return free_vars(n.operand)
-    out = []
-    kids = n.factors if isinstance(n, Join) else n.terms if isinstance(n, Add) else (
-        [n.operand] if isinstance(n, Neg) else [n.base, n.exponent] if isinstance(n, Pow) else
-        list(n.args) if isinstance(n, Apply) else [])
-    for c in kids:
-        for v in free_vars(c):
-            if v not in out:
-                out.append(v)
-    if isinstance(n, Apply) and n.norm_var and n.norm_var not in out:
-        out.append(n.norm_var)
-    return out
-
-
-def _rename_ix(e, m: dict[str, str]):
-    if isinstance(e, IVar):
-        return IVar(m.get(e.name, e.name))
-    if isinstance(e, IBin):
-        return IBin(e.op, _rename_ix(e.left, m), _rename_ix(e.right, m))
-    return e
 
 
 def rename(n: Node, m: dict[str, str]) -> Node:
@@ -75,12 +37,12 @@ def rename(n: Node, m: dict[str, str]) -> Node:
     if not m:
         return n
     if isinstance(n, Read):
-        return Read(n.tensor, tuple(Pos(_rename_ix(p.expr, m), p.virtual, p.normalized) for p in n.pos),
+        return Read(n.tensor, tuple(Pos(rename_ix(p.expr, m), p.virtual, p.normalized) for p in n.pos),
                     n.boolean_syntax, n.span)
     if isinstance(n, IndexValue):
         return IndexValue(m.get(n.var, n.var), n.span)
     if isinstance(n, Compare):
-        return Compare(n.op, _rename_ix(n.left, m), _rename_ix(n.right, m))
+        return Compare(n.op, rename_ix(n.left, m), rename_ix(n.right, m))
     if isinstance(n, Not):
         return Not(rename(n.operand, m))
     if isinstance(n, Join):
@@ -131,16 +93,13 @@ def uniquify(n: Node, taken: set[str], top: bool = True) -> Node:
 
 
 def top_reads(n: Node) -> list[Read]:
-    """Reads of n outside nested summations, in order."""
+    """Reads of n outside nested summations (and outside negated atoms), in order."""
     if isinstance(n, Read):
         return [n]
-    if isinstance(n, Reduce):
+    if isinstance(n, Reduce | Not):
         return []
     out: list[Read] = []
-    kids = n.factors if isinstance(n, Join) else n.terms if isinstance(n, Add) else (
-        [n.operand] if isinstance(n, Neg | Concat) else [n.base, n.exponent] if isinstance(n, Pow) else
-        list(n.args) if isinstance(n, Apply) else [])
-    for c in kids:
+    for c in children(n):
         out += top_reads(c)
     return out
 

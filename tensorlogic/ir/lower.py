@@ -37,6 +37,7 @@ from .nodes import (
     Read,
     Reduce,
     node_vars,
+    rename_ix,
 )
 
 NORMALIZING = {"softmax", "lnorm"}
@@ -211,12 +212,7 @@ class _Lowerer:
         return n
 
 
-def _rename(e: IExpr, ren: dict[str, str]) -> IExpr:
-    if isinstance(e, IVar):
-        return IVar(ren.get(e.name, e.name))
-    if isinstance(e, IBin):
-        return IBin(e.op, _rename(e.left, ren), _rename(e.right, ren))
-    return e
+_rename = rename_ix
 
 
 def _vars_of(e: IExpr) -> list[str]:

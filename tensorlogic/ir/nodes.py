@@ -194,6 +194,43 @@ def walk(n: Node):
         yield from walk(c)
 
 
+def rename_ix(e: IExpr, ren: dict[str, str]) -> IExpr:
+    """An index expression with its variables renamed by `ren`."""
+    if isinstance(e, IVar):
+        return IVar(ren.get(e.name, e.name))
+    if isinstance(e, IBin):
+        return IBin(e.op, rename_ix(e.left, ren), rename_ix(e.right, ren))
+    return e
+
+
+def free_vars(n: Node) -> list[str]:
+    """The index variables of a node's value (those not summed inside it), in order of first appearance: the
+    axes the dense evaluator produces. A softmax/lnorm adds its normalised index; concat its new index."""
+    if isinstance(n, Read):
+        out: list[str] = []
+        for p in n.pos:
+            for v in ix_vars(p.expr):
+                if v not in out:
+                    out.append(v)
+        return out
+    if isinstance(n, IndexValue):
+        return [n.var]
+    if isinstance(n, Compare):
+        return list(dict.fromkeys(ix_vars(n.left) + ix_vars(n.right)))
+    if isinstance(n, Reduce):
+        return [v for v in free_vars(n.operand) if v not in n.over]
+    if isinstance(n, Concat):
+        return [v for v in free_vars(n.operand) if v not in n.merged] + [n.into]
+    out = []
+    for c in children(n):
+        for v in free_vars(c):
+            if v not in out:
+                out.append(v)
+    if isinstance(n, Apply) and n.norm_var and n.norm_var not in out:
+        out.append(n.norm_var)
+    return out
+
+
 def reads(n: Node) -> list[Read]:
     return [m for m in walk(n) if isinstance(m, Read)]
 

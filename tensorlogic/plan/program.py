@@ -15,22 +15,13 @@ from functools import lru_cache
 
 from ..ir.graph import Stratum, strata
 from ..ir.nodes import (
-    Add,
-    Apply,
-    Compare,
-    Concat,
-    Const,
     Equation,
-    IndexValue,
     Join,
-    Neg,
     Node,
-    Not,
-    Pow,
     Read,
     Reduce,
     equation_str,
-    ix_vars,
+    free_vars,
     reads,
     walk,
 )
@@ -56,35 +47,7 @@ def cached_plan_join(inputs: list[tuple[str, ...]], output: tuple[str, ...], siz
 
 def node_labels(n: Node) -> tuple[str, ...]:
     """The index variables of a node's value, in the order the dense evaluator produces them."""
-    if isinstance(n, Read):
-        out: list[str] = []
-        for p in n.pos:
-            for v in ix_vars(p.expr):
-                if v not in out:
-                    out.append(v)
-        return tuple(out)
-    if isinstance(n, Const):
-        return ()
-    if isinstance(n, IndexValue):
-        return (n.var,)
-    if isinstance(n, Compare):
-        return tuple(dict.fromkeys(ix_vars(n.left) + ix_vars(n.right)))
-    if isinstance(n, Not):
-        return node_labels(n.operand)
-    if isinstance(n, Reduce):
-        return tuple(v for v in node_labels(n.operand) if v not in n.over)
-    if isinstance(n, Concat):
-        inner = node_labels(n.operand)
-        return tuple(v for v in inner if v not in n.merged) + (n.into,)
-    if isinstance(n, Apply) and n.norm_var is not None:
-        inner = _union(node_labels(a) for a in n.args)
-        return inner if n.norm_var in inner else inner + (n.norm_var,)
-    kids = {Join: lambda m: m.factors, Add: lambda m: m.terms, Neg: lambda m: [m.operand],
-            Pow: lambda m: [m.base, m.exponent], Apply: lambda m: m.args}
-    for cls, get in kids.items():
-        if isinstance(n, cls):
-            return _union(node_labels(c) for c in get(n))
-    return ()
+    return tuple(free_vars(n))
 
 
 def _union(groups) -> tuple[str, ...]:
