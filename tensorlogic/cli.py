@@ -149,11 +149,17 @@ def _loss_name(prog: Program, given: str | None) -> str:
                          hint="add --loss NAME (a scalar tensor defined by an equation)")
 
 
-def cmd_grad(args: argparse.Namespace) -> int:
+def _learning_program(args: argparse.Namespace) -> Program:
+    """The program of `tl grad` / `tl train`: its backend, seed and saved parameters."""
     prog = _load(args.file, args.backend, device=args.device)
     prog.seed = args.seed
     if args.load:
         prog.load_params(args.load)
+    return prog
+
+
+def cmd_grad(args: argparse.Namespace) -> int:
+    prog = _learning_program(args)
     text = prog.grad_source(_loss_name(prog, args.loss), args.wrt or None)
     if args.out:
         _atomic_write(Path(args.out), text)
@@ -164,10 +170,7 @@ def cmd_grad(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    prog = _load(args.file, args.backend, device=args.device)
-    prog.seed = args.seed
-    if args.load:
-        prog.load_params(args.load)
+    prog = _learning_program(args)
     loss = _loss_name(prog, args.loss)
     options = {}
     if args.momentum is not None:

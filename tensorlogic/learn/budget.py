@@ -25,19 +25,17 @@ def scheduled_run(gp: Any, outputs: set[str], budget: int, strategy: str = "milp
 
     key = ("schedule", id(gp.analyzed), budget, strategy)
     if cache is not None and key in cache:
-        plan, sched = cache[key]
+        graph, sched = cache[key]
     else:
-        plan = gp.plan()
-        graph = graph_from_plan(plan, outputs)
+        graph = graph_from_plan(gp.plan(), outputs)
         sched = solve(graph, float(budget), strategy)
         if cache is not None:
-            cache[key] = (plan, sched)
+            cache[key] = (graph, sched)
     if not sched.feasible:
         need = sched.min_budget
         raise TLRuntimeError(
             f"no {strategy} schedule of this training step fits in {human_bytes(budget)}; nothing was run",
             hint=f"raise the memory budget to at least {human_bytes(int(need))}" if need else
             "raise the memory budget")
-    ex = gp.executor
-    ex.run_schedule([list(st.tensors) for st in plan.strata], sched.steps)
+    gp.executor.run_schedule(graph.tensors, sched.steps)
     return sched

@@ -6,13 +6,15 @@ eps), so a model trained here and the same model trained in PyTorch take the sam
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from ..syntax.diagnostics import TLRuntimeError
 
 
-class Optimizer:
-    """Base class: `step(params, grads)` updates params in place."""
+class Optimizer(ABC):
+    """Base class: `step(params, grads)` updates params in place, one `update` per parameter."""
 
     def __init__(self, lr: float):
         if not lr > 0:
@@ -26,8 +28,9 @@ class Optimizer:
         for name, g in grads.items():
             self.update(name, params[name], np.asarray(g, dtype=np.float64))
 
+    @abstractmethod
     def update(self, name: str, p: np.ndarray, g: np.ndarray) -> None:
-        raise NotImplementedError
+        """Update parameter `name` (the array `p`, in place) from its gradient `g`."""
 
 
 class SGD(Optimizer):
