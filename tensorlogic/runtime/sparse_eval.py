@@ -1,0 +1,198 @@
+"""Sparse numeric tensors in evaluation: the load-time form, sparse matrix products, weighted segment sums.
+
+The executor and the dense evaluator call in here through small hooks:
+
+* `initial_value` (executor `_make_initial`): weighted tuple data and numeric data declared `sparse` become a
+  `SparseTensor` (backends/sparse_numeric.py) when `choose_form` says so, else a dense float64 array;
+* `sparse_join` (`DenseEvaluator.sparse_matmul`): a join that is a two-index contraction with a sparse
+  operand (a relation or a sparse numeric tensor stored as tuples) and a dense or sparse other operand runs as
+  one scipy product, `W(x,y) V[y]` as CSR times a dense array and `A(x,y) B(y,z)` as CSR times CSR, with
+  constant factors (`0.85 W(x,y) R[y]`) applied to the product; nothing sparse is made dense;
+* `count_applies` / `weight_of` (executor `_count`, relational.count): numeric sums over joins of relations
+  and weighted relations are counted relationally, each satisfying assignment weighted by the product of
+  its weighted atoms' values (projection as a weighted segment sum);
+* `as_head`: a numeric tensor declared `sparse` that an equation computes is stored as a `SparseTensor`;
+  every other computed numeric tensor stays dense;
+* `storage_lines`: the form each data tensor was stored in, for `tl run --stats`.
+
+Anything else (elementwise use, a read inside a function, a query) reads the tensor dense: the executor's
+`array()` converts a sparse value once per value version and caches it, as it does for relations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backends.relations import Relation
+from ..backends.sparse_numeric import SparseTensor, data_form
+from ..ir.nodes import Const, IVar, Join, Read
+from ..plan.program import human_bytes
+from .dense import Labeled, align
+
+
+def initial_value(t: Any, data: Any) -> np.ndarray | SparseTensor | None:
+    """The stored value of a numeric tensor's data: a `SparseTensor` or a dense array for weighted tuples and
+    for an array declared `sparse`; None for anything else (the executor's own cases)."""
+    shape = t.storage_shape
+    if isinstance(data, np.ndarray):
+        if data_form(t, data)[0] != "sparse COO":
+            return None
+        return SparseTensor.from_dense(data)
+    if getattr(data, "weights", None) is None:
+        return None
+    if data_form(t, data)[0] == "sparse COO":
+        return SparseTensor.from_coo(data.ids, data.weights, shape)
+    arr = np.zeros(shape)
+    np.add.at(arr, tuple(data.ids.T), data.weights)
+    return arr
+
+
+def may_be_weighted(prog: Any, name: str) -> bool:
+    """Whether a numeric tensor may be stored as a sparse tensor (so a numeric sum over it may be counted
+    relationally): data and no equations. The runtime checks the stored value before relying on it."""
+    t = prog.tensors[name]
+    return not t.boolean and not t.has_equations and name in prog.data
+
+
+def weight_of(value: Any) -> SparseTensor | None:
+    return value if isinstance(value, SparseTensor) else None
+
+
+def count_applies(values: Any, is_boolean: Any, atoms: list[Read]) -> bool:
+    """A counting form runs relationally when some atom is stored as tuples and every numeric atom is a
+    sparse tensor (its support joins, its values weigh)."""
+    vals = [values[a.tensor] for a in atoms]
+    if not any(isinstance(v, Relation | SparseTensor) for v in vals):
+        return False
+    return all(is_boolean(a.tensor) or isinstance(v, SparseTensor) for a, v in zip(atoms, vals))
+
+
+def as_head(t: Any, value: Any) -> Any:
+    """A computed numeric head declared `sparse` as a SparseTensor (numpy values only); others unchanged."""
+    if t.sparse and not t.boolean and t.virtual_axis is None and isinstance(value, np.ndarray):
+        return SparseTensor.from_dense(value)
+    return value
+
+
+def storage_lines(ex: Any) -> list[str]:
+    """One line per data tensor loaded so far: the form it is stored in and its bytes."""
+    out = []
+    for name in sorted(ex.prog.data):
+        v = ex._initial.get(name)
+        if isinstance(v, SparseTensor):
+            out.append(f"{name}: sparse COO, {len(v):,} entries, {human_bytes(v.nbytes)} "
+                       f"(dense would be {human_bytes(v.dense_nbytes)})")
+        elif isinstance(v, Relation):
+            out.append(f"{name}: relation, {len(v):,} tuples, {human_bytes(v.nbytes())}")
+        elif v is not None:
+            out.append(f"{name}: dense, {human_bytes(int(v.nbytes))}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- products
+
+_STATIC: dict[tuple, tuple] = {}  # (id(join), summed) -> (join, scale, the two operands, sparse candidates)
+
+
+def _static(n: Join, over: tuple[str, ...]) -> tuple[float, tuple[int, int] | None, list[int]]:
+    """Per join node: the product of its constant factors, its two other factors, and which of these are
+    reads `R(a,b)` of two distinct variables exactly one of which is summed (a sparse matrix product)."""
+    hit = _STATIC.get((id(n), over))
+    if hit is not None and hit[0] is n:
+        return hit[1]
+    scale, rest = 1.0, []
+    for k, (f, d) in enumerate(zip(n.factors, n.divides)):
+        if isinstance(f, Const):
+            scale = scale / float(f.value) if d else scale * float(f.value)
+        elif d:
+            rest = None
+            break
+        else:
+            rest.append(k)
+    cands = []
+    if rest is not None and len(rest) == 2 and np.isfinite(scale):
+        for k in rest:
+            f = n.factors[k]
+            if _two_vars(f):
+                a, b = f.pos[0].expr.name, f.pos[1].expr.name
+                if (a in over) != (b in over):
+                    cands.append(k)
+    val = (scale, tuple(rest) if rest is not None and len(rest) == 2 else None, cands)
+    if len(_STATIC) > 20_000:
+        _STATIC.clear()
+    _STATIC[(id(n), over)] = (n, val)
+    return val
+
+
+def _two_vars(f: Any) -> bool:
+    return (isinstance(f, Read) and len(f.pos) == 2 and all(isinstance(p.expr, IVar) for p in f.pos)
+            and f.pos[0].expr.name != f.pos[1].expr.name)
+
+
+def _oriented(ev: Any, g: Any, b: str) -> tuple[Any, str] | None:
+    """The other operand as a sparse matrix with `b` first (and its other variable), if it is stored sparse."""
+    if not _two_vars(g):
+        return None
+    p, q = g.pos[0].expr.name, g.pos[1].expr.name
+    if b not in (p, q):
+        return None
+    mat = ev.read_sparse(g)
+    if mat is None or ev.ranges[p] != (0, mat.shape[0]) or ev.ranges[q] != (0, mat.shape[1]):
+        return None
+    return (mat, q) if p == b else (mat.T, p)
+
+
+def sparse_join(ev: Any, n: Join, over: tuple[str, ...]) -> Labeled | None:
+    """`R(a,b) X[b,...]` summed over b (times constants), with R stored sparse: a scipy product, or None when
+    the join is not of that shape or no operand is sparse (the dense evaluator contracts it then)."""
+    if ev.read_sparse is None:
+        return None
+    scale, pair, cands = _static(n, over)
+    if pair is None:
+        return None
+    xp = ev.xp
+    for k in cands:
+        f = n.factors[k]
+        a, b = f.pos[0].expr.name, f.pos[1].expr.name
+        mat = ev.read_sparse(f)
+        if mat is None or ev.ranges[a] != (0, mat.shape[0]) or ev.ranges[b] != (0, mat.shape[1]):
+            continue
+        if a in over:  # summed over the first index: use the transpose
+            mat, a, b = mat.T, b, a
+        g = n.factors[pair[1] if pair[0] == k else pair[0]]
+        other = _oriented(ev, g, b)
+        if other is not None and other[1] != a:  # both sparse: CSR x CSR, nothing made dense but the result
+            m2, c = other
+            if c in over:  # summed over c too: the row sums of the other first, then a matrix-vector product
+                res = Labeled(np.asarray(mat @ np.asarray(m2.sum(axis=1)).reshape(-1)).reshape(-1), (a,))
+            else:
+                res = Labeled(np.asarray((mat @ m2).toarray()), (a, c))
+            if not ev.backend.native:
+                res = Labeled(ev.backend.from_numpy(res.arr), res.vars)
+        else:
+            x = ev.eval(g)
+            if b not in x.vars or a in x.vars:
+                return None
+            rest = tuple(v for v in x.vars if v != b)
+            arr = xp.asarray(align(x, (b,) + rest, xp), dtype=xp.float64)
+            prod = ev.backend.sparse_matmul(mat, arr.reshape(arr.shape[0], -1))
+            res = Labeled(prod.reshape((mat.shape[0],) + tuple(arr.shape[1:])), (a,) + rest)
+        extra = tuple(v for v in over if v != b and v in res.vars)
+        if extra:
+            res = Labeled(xp.sum(res.arr, axis=tuple(res.vars.index(v) for v in extra)),
+                          tuple(v for v in res.vars if v not in extra))
+        for v in [v for v in over if v not in (a, b) and v not in _vars_of(g)]:
+            # a summed variable no factor reads multiplies the sum by its range
+            scale *= ev.ranges[v][1] - ev.ranges[v][0]
+        if scale != 1.0:
+            res = Labeled(res.arr * scale, res.vars)
+        return res
+    return None
+
+
+def _vars_of(g: Any) -> set[str]:
+    from ..ir.nodes import node_vars
+
+    return set(node_vars(g))
