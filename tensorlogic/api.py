@@ -150,22 +150,32 @@ class Program:
         return self._executor
 
     # ------------------------------------------------------------ running
-    def run(self, **inputs: Any) -> list[Answer]:
+    def run(self, memory_budget: int | str | None = None, **inputs: Any) -> list[Answer]:
         """Run with these inputs: answer the queries and write the files, computing only what they need
         (backward chaining); a program with neither is forward-chained to the end. Other tensors are computed
-        when first read (`prog["Name"]`)."""
+        when first read (`prog["Name"]`). `memory_budget` (bytes or "20MB"; default the program's): joins
+        that would not fit run in slices (runtime/sliced.py); a budget slicing cannot meet is refused before
+        running, with the least budget that fits."""
+        budget = self._budget(memory_budget)
         self.analyze(**{**self.params, **inputs})
         ex = self.executor
-        if self.memory_budget is not None or "plan" in os.environ.get("TL_DEBUG", ""):
-            plan = self.plan(self.memory_budget)
+        if budget is not None or "plan" in os.environ.get("TL_DEBUG", ""):
+            plan = self.plan(budget)
+            fit = getattr(plan, "slicing", None)
             if "plan" in os.environ.get("TL_DEBUG", ""):
                 print(render_plan(plan), file=sys.stderr)
-            if self.memory_budget is not None and plan.peak_bytes > self.memory_budget:
+                if fit is not None and fit.describe():
+                    print(fit.describe(), file=sys.stderr)
+            if budget is not None and plan.peak_bytes > budget:
+                least = fit.least_budget if fit is not None and fit.least_budget else plan.peak_bytes
                 raise TLRuntimeError(
                     f"this run needs about {human_bytes(plan.peak_bytes)} at its peak, more than the memory budget "
-                    f"of {human_bytes(self.memory_budget)}; nothing was run",
-                    hint=f"raise the budget to at least {human_bytes(plan.peak_bytes)} (tl plan shows where the "
-                         "memory goes)")
+                    f"of {human_bytes(budget)}, even with its joins sliced as far as they go; nothing was run",
+                    hint=f"raise the budget to at least {human_bytes(least)} ({least:,} bytes; tl plan shows where "
+                         "the memory goes)")
+        from .runtime.sliced import use_budget
+
+        use_budget(ex, budget)
         ex.free_dead = True
         ex.keep = {r.tensor for q in self.analyzed.queries for r in reads(q.expr)}
         ex.keep |= {w.tensor for w in self.analyzed.writes}
@@ -255,7 +265,12 @@ class Program:
         budget = parse_bytes(memory_budget) if isinstance(memory_budget, str) else memory_budget
         needed = {r.tensor for q in a.queries for r in reads(q.expr)} | {w.tensor for w in a.writes}
         relational = {k: f is not None for k, f in self.executor.forms.items()}
-        return plan_program(a, relational, needed or None, budget, effort)
+        plan = plan_program(a, relational, needed or None, budget, effort)
+        if budget is not None:  # joins that do not fit are sliced (plan/slicing.py); `plan.slicing` says how
+            from .plan.slicing import fit_program
+
+            plan.slicing = fit_program(plan, budget)
+        return plan
 
     def query(self, text: str) -> Any:
         """Answer one query, e.g. `prog.query("Ancestor(Alice, x)")`, as Python values."""
