@@ -58,6 +58,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if name:
             print(f"[memory] largest relation: {name}, {ntuples:,} tuples, {human_bytes(nbytes)} (int64 columns)",
                   file=sys.stderr)
+        from .runtime.sparse_eval import storage_lines
+
+        for line in storage_lines(prog.executor):  # the form each data tensor is stored in
+            print(f"[storage] {line}", file=sys.stderr)
         for s in prog.report.strata:
             extra = f", {s.rounds} rounds, stopped by {s.stopped_by}" if s.kind != "once" else ""
             extra += f", {s.derived:,} tuples derived" if s.kind.startswith("semi-naive") else ""
@@ -72,6 +76,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         sys.stdout.write(plan_to_dot(plan))
         return 0
     print(render_plan(plan))
+    if getattr(plan, "slicing", None) is not None and plan.slicing.describe():  # joins sliced under the budget
+        print(plan.slicing.describe())
     return 0 if plan.memory_budget is None or plan.peak_bytes <= plan.memory_budget else 1
 
 

@@ -104,6 +104,8 @@ class ProgramPlan:
     memory_budget: int | None = None
     # relations held as int64 tuple columns: name -> (tuples, exact?, arity) (data: exact; rules: a bound)
     relations: dict[str, tuple[int, bool, int]] = field(default_factory=dict)
+    # data tensors: name -> (form: dense | relation | sparse COO, entries, bytes), as the executor stores them
+    data_forms: dict[str, tuple[str, int, int]] = field(default_factory=dict)
 
     @property
     def peak_bytes(self) -> int:
@@ -129,14 +131,19 @@ def _prod(xs) -> int:
 
 
 def tensor_bytes(prog, name: str) -> int:
-    """Bytes of a tensor's value: dense float64, or int64 tuple columns for a sparse relation."""
+    """Bytes of a tensor's value: dense float64, int64 tuple columns for a sparse relation, or COO coordinates
+    and values for sparse numeric data (backends/sparse_numeric.py, `data_form`)."""
     from ..analysis.data import TupleSet
+    from ..backends.sparse_numeric import data_form
 
     t = prog.tensors[name]
     data = prog.data.get(name)
     dense = _prod(t.storage_shape) * BYTES_PER_ELEMENT
     if isinstance(data, TupleSet) and data.weights is None and t.sparse is not False and not t.has_equations:
         return min(dense, len(data.ids) * max(1, len(t.storage_shape)) * BYTES_PER_TUPLE_COLUMN)
+    if data is not None and not t.boolean and (t.sparse or isinstance(data, TupleSet)):
+        form, _, nbytes = data_form(t, data)
+        return nbytes if form == "sparse COO" else dense
     return dense
 
 
@@ -220,7 +227,16 @@ def plan_program(prog, relational: dict[int, bool], needed: set[str] | None = No
         transient = max([e.largest_intermediate * BYTES_PER_ELEMENT for e in eqs if e.kind == "dense"] + [0])
         plans.append(StratumPlan(st.tensors, _kind(st, relational, prog), eqs, live, live + transient))
     relations = _relations(prog, plans)
-    return ProgramPlan(plans, sizes, last_use, keep, memory_budget, relations)
+    from ..backends.sparse_numeric import data_form
+
+    forms = {name: data_form(prog.tensors[name], prog.data[name]) for name in sorted(prog.data)
+             if name in prog.tensors and (needed is None or any(name in st.tensors or name in _reads(st)
+                                                                 for st in sts))}
+    return ProgramPlan(plans, sizes, last_use, keep, memory_budget, relations, forms)
+
+
+def _reads(st: Stratum) -> set[str]:
+    return {r.tensor for e in st.equations for r in reads(e.rhs)}
 
 
 def _relations(prog, plans: list[StratumPlan]) -> dict[str, tuple[int, bool, int]]:
@@ -285,6 +301,9 @@ def render(plan: ProgramPlan) -> str:
         lines.append(f"largest relation: {big}, {'' if exact else 'at most '}{n:,} tuples "
                      f"({'' if exact else 'at most '}{human_bytes(n * 8 * (arity + 1))} as int64 columns"
                      f"{'' if exact else '; tl run --stats measures it'})")
+    for name, (form, n, nbytes) in plan.data_forms.items():  # the form each data tensor is stored in
+        what = {"relation": "tuples", "sparse COO": "entries"}.get(form, "elements")
+        lines.append(f"data {name}: {form}, {n:,} {what}, {human_bytes(nbytes)}")
     if plan.memory_budget is not None:
         ok = plan.peak_bytes <= plan.memory_budget
         lines.append(f"memory budget {human_bytes(plan.memory_budget)}: "

@@ -278,31 +278,11 @@ class DenseEvaluator:
         return Labeled(arr, tuple(v for v in x.vars if v not in n.over))
 
     def sparse_matmul(self, n: Join, over: tuple[str, ...]) -> Labeled | None:
-        """`R(a,b) X[b,...]` summed over b, with R a sparse relation: a CSR matrix product, no dense R."""
-        if self.read_sparse is None or len(n.factors) != 2:
-            return None
-        for k in _sparse_candidates(n, over):
-            f = n.factors[k]
-            a, b = f.pos[0].expr.name, f.pos[1].expr.name
-            mat = self.read_sparse(f)
-            if mat is None or self.ranges[a] != (0, mat.shape[0]) or self.ranges[b] != (0, mat.shape[1]):
-                continue
-            if a in over:  # summed over the first index: use the transpose
-                mat, a, b = mat.T, b, a
-            other = self.eval(n.factors[1 - k])
-            if b not in other.vars or a in other.vars:
-                return None
-            rest = tuple(v for v in other.vars if v != b)
-            xp = self.xp
-            arr = xp.asarray(align(other, (b,) + rest, xp), dtype=xp.float64)
-            prod = self.backend.sparse_matmul(mat, arr.reshape(arr.shape[0], -1))
-            res = Labeled(prod.reshape((mat.shape[0],) + tuple(arr.shape[1:])), (a,) + rest)
-            extra = tuple(v for v in over if v != b and v in res.vars)
-            if extra:
-                res = Labeled(xp.sum(res.arr, axis=tuple(res.vars.index(v) for v in extra)),
-                              tuple(v for v in res.vars if v not in extra))
-            return res
-        return None
+        """`R(a,b) X[b,...]` summed over b, with R stored sparse (a relation or a sparse numeric tensor): a scipy
+        product, X dense or sparse, nothing sparse made dense (runtime/sparse_eval.py)."""
+        from .sparse_eval import sparse_join
+
+        return sparse_join(self, n, over)
 
     def join(self, n: Join, over: tuple[str, ...] | None) -> Labeled:
         if over:
@@ -406,29 +386,6 @@ def _static(n: Node) -> tuple[str, list[str], list[str]]:
     val = (expr_str(n), node_vars(n), sorted({r.tensor for r in reads(n)}))
     _STATIC[id(n)] = (n, val)
     return val
-
-
-_SPARSE: dict[tuple, tuple] = {}  # (id(join), summed) -> (join, the factors a CSR product may read)
-
-
-def _sparse_candidates(n: Join, over: tuple[str, ...]) -> list[int]:
-    """The factors of a two-factor join that are reads `R(a,b)` of two distinct variables of which exactly one
-    is summed (a sparse relation there is a CSR matrix product): found once per join node."""
-    hit = _SPARSE.get((id(n), over))
-    if hit is not None and hit[0] is n:
-        return hit[1]
-    out = []
-    if not any(n.divides):
-        for k, f in enumerate(n.factors):
-            if not (isinstance(f, Read) and len(f.pos) == 2 and all(isinstance(p.expr, IVar) for p in f.pos)):
-                continue
-            a, b = f.pos[0].expr.name, f.pos[1].expr.name
-            if a != b and (b not in over) != (a not in over):  # exactly one of the indices is summed here
-                out.append(k)
-    if len(_SPARSE) > 20_000:
-        _SPARSE.clear()
-    _SPARSE[(id(n), over)] = (n, out)
-    return out
 
 
 _COMPARE = {"!=": operator.ne, "==": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt,

@@ -25,14 +25,15 @@ import numpy as np
 from ..analysis.data import TupleSet
 from ..analysis.program import Analyzed
 from ..backends.relations import Relation
+from ..backends.sparse_numeric import SparseTensor
 from ..ir.graph import Stratum, strata
 from ..ir.nodes import Equation, IBin, IConst, IExpr, IVar, Read, equation_str, ix_vars, reads
 from ..syntax.diagnostics import Diagnostic, TLRuntimeError
-from . import relational, seminaive
+from . import relational, seminaive, sparse_eval
 from .dense import DenseEvaluator, Labeled, align, index_grid, to_numpy
 from .layered import layer_schedule
 
-Value = np.ndarray | Relation
+Value = np.ndarray | Relation | SparseTensor
 DEFAULT_MAX_ITERATIONS = 1000
 DEFAULT_TOLERANCE = 1e-9
 
@@ -126,7 +127,7 @@ class Executor:
         if name not in self._initial:
             self._initial[name] = self._make_initial(name)
         v = self._initial[name]
-        if isinstance(v, Relation) or not self.prog.tensors[name].has_equations:
+        if isinstance(v, Relation | SparseTensor) or not self.prog.tensors[name].has_equations:
             return v  # never written in place: no copy needed
         if name not in self.prog.data:  # no data: zeros (fresh zeros cost less than a copy)
             return np.zeros(v.shape)
@@ -136,6 +137,8 @@ class Executor:
         t = self.prog.tensors[name]
         shape = t.storage_shape
         data = self.prog.data.get(name)
+        if (sv := sparse_eval.initial_value(t, data)) is not None:  # weighted tuples, arrays declared sparse
+            return sv
         if isinstance(data, np.ndarray):
             return data.astype(np.float64, copy=False)  # initial() copies what equations will write
         if isinstance(data, TupleSet):
@@ -145,9 +148,6 @@ class Executor:
                 if t.sparse is False or (t.sparse is None and rel.nbytes() >= dense_bytes):
                     return rel.to_dense()
                 return rel
-            arr = np.zeros(shape)
-            np.add.at(arr, tuple(data.ids.T), data.weights)
-            return arr
         if t.learnable and not t.has_equations:
             fan_in = shape[-1] if shape else 1
             # one stream per tensor, from the seed and the name: a tensor's initial value does not depend on
@@ -165,7 +165,7 @@ class Executor:
         if name in self._converted:
             return self._converted[name]
         v = self.initial(name)
-        if isinstance(v, Relation):
+        if isinstance(v, Relation | SparseTensor):
             return v
         arr = self.backend.from_numpy(v)
         if not self.prog.tensors[name].has_equations:  # never written in place: convert once
@@ -174,13 +174,16 @@ class Executor:
 
     def to_array(self, v: Value):
         """A value as the backend's dense array (a relation made dense; numpy converted)."""
-        if isinstance(v, Relation):
+        if isinstance(v, Relation | SparseTensor):
             v = v.to_dense()
         return v if self.native or not isinstance(v, np.ndarray) else self.backend.from_numpy(v)
 
     def sparse_matrix(self, r: Read):
-        """A binary relation stored sparse, as a scipy CSR matrix (cached per value version), else None."""
+        """A binary relation or 2-index sparse tensor stored sparse, as a scipy CSR matrix (cached per value
+        version), else None."""
         v = self.values[r.tensor]
+        if isinstance(v, SparseTensor):
+            return v.csr() if v.arity == 2 and self.prog.tensors[r.tensor].virtual_axis is None else None
         if not isinstance(v, Relation) or v.arity != 2 or self.prog.tensors[r.tensor].virtual_axis is not None:
             return None
         key = (r.tensor, self.values.version(r.tensor))
@@ -194,7 +197,7 @@ class Executor:
     def array(self, name: str):
         """The tensor's value as the backend's dense array (a sparse relation is converted once per version)."""
         v = self.values[name]
-        if not isinstance(v, Relation):
+        if not isinstance(v, Relation | SparseTensor):
             return v
         key = (name, self.values.version(name), "dense")
         if key not in self._csr:
@@ -207,6 +210,8 @@ class Executor:
 
     def relation(self, name: str) -> Relation:
         v = self.values[name]
+        if isinstance(v, SparseTensor):
+            return v.support()
         return v if isinstance(v, Relation) else Relation.from_dense(to_numpy(v))
 
     # ------------------------------------------------------------ driving
@@ -394,13 +399,15 @@ class Executor:
         when one of its relations is stored sparse (see `relational.count_form`)."""
         key = ("count", eq.id)  # per analysis, like the strata
         if key not in self._strata:
-            self._strata[key] = relational.count_form(eq, self.is_boolean)
+            self._strata[key] = relational.count_form(eq, self.is_boolean,
+                                                      lambda n: sparse_eval.may_be_weighted(self.prog, n))
         form = self._strata[key]
-        if form is None or not any(isinstance(self.values[a.tensor], Relation) for a in form.atoms):
+        if form is None or not sparse_eval.count_applies(self.values, self.is_boolean, form.atoms):
             return None
         sizes = {v: r[1] for v, r in eq.ranges.items()}
         return self.to_array(relational.count(form, lambda r: self.relation(r.tensor), sizes,
-                                              self.prog.tensors[eq.lhs].storage_shape))
+                                              self.prog.tensors[eq.lhs].storage_shape,
+                                              lambda r: sparse_eval.weight_of(self.values[r.tensor])))
 
     def combine(self, name: str, eqs: list[Equation], read: Callable, include_data: bool = True) -> Value:
         """The head's value from its data and all its equations."""
@@ -447,7 +454,7 @@ class Executor:
             acc = acc + base
         if t.boolean:
             acc = xp.asarray(acc > 0, dtype=xp.float64)
-        return acc
+        return sparse_eval.as_head(t, acc)  # a numeric head declared sparse is stored sparse
 
     def eval_relational(self, form, get: Callable[[Read], Relation], bind: dict | None = None) -> Relation:
         eq = form.eq

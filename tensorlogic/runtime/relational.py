@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -148,10 +149,13 @@ def evaluate(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[
     return Relation.from_tuples(rows, len(head_cols), head_shape)
 
 
-def count_form(eq: Equation, is_boolean: Callable[[str], bool]) -> RelationalForm | None:
+def count_form(eq: Equation, is_boolean: Callable[[str], bool],
+               is_weighted: Callable[[str], bool] | None = None) -> RelationalForm | None:
     """A numeric equation that sums a join of relations (`N[x] = Reach(x,y)`, `N = Edge(x,y) Edge(y,z)`) as
     a conjunctive query whose answers are counted, or None. Its value at a head cell is the number of
-    assignments of the body's variables that satisfy the body (projection as a segment sum)."""
+    assignments of the body's variables that satisfy the body (projection as a segment sum). Atoms may also
+    read numeric tensors for which `is_weighted` holds (weighted relations, stored sparse): each assignment
+    then counts the product of their values (a weighted segment sum)."""
     if eq.boolean or eq.op != "+" or eq.virtual_var is not None:
         return None
     if not all(isinstance(p.expr, IVar) and not p.virtual for p in eq.lhs_pos):
@@ -175,16 +179,19 @@ def count_form(eq: Equation, is_boolean: Callable[[str], bool]) -> RelationalFor
     if factors is None:
         return None
     rhs = factors[0] if len(factors) == 1 else Join(factors, [False] * len(factors))
-    form = relational_form(replace(eq, boolean=True, rhs=rhs), is_boolean)
+    atom = is_boolean if is_weighted is None else (lambda n: is_boolean(n) or is_weighted(n))
+    form = relational_form(replace(eq, boolean=True, rhs=rhs), atom)
     if form is None or form.negated:
         return None
     return RelationalForm(eq, form.atoms, form.compares, form.negated)
 
 
 def count(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[str, int],
-          head_shape: tuple[int, ...]) -> np.ndarray:
+          head_shape: tuple[int, ...], weight: Callable[[Read], Any] | None = None) -> np.ndarray:
     """Dense head of a counting form (see `count_form`): the satisfying assignments of all body variables
-    are joined without projection, then counted per head cell with a bincount of their head keys."""
+    are joined without projection, then counted per head cell with a bincount of their head keys. `weight(a)`
+    gives an atom's values (a `SparseTensor`: `get` gives its support) or None for a 0/1 relation; each
+    assignment then counts the product of its atoms' values at its cells."""
     eq = form.eq
     head = [p.expr.name for p in eq.lhs_pos]
     body_vars: list[str] = list(dict.fromkeys(head))
@@ -199,7 +206,9 @@ def count(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[str
             return np.zeros(head_shape)
         if names:
             operands.append((rel, names))
-    if not head and not form.compares and len(operands) == 1 and len(set(operands[0][1])) == operands[0][0].arity:
+    weighted = [(a, w) for a in form.atoms if weight is not None and (w := weight(a)) is not None]
+    if (not head and not form.compares and not weighted and len(operands) == 1
+            and len(set(operands[0][1])) == operands[0][0].arity):
         return np.array(float(len(operands[0][0])))  # a scalar count of one relation: its size
     res = join_project(operands, tuple(body_vars), sizes)
     cols = res.cols
@@ -210,11 +219,19 @@ def count(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[str
             b = cols[:, body_vars.index(c.right.name)] if isinstance(c.right, IVar) else c.right.value
             mask &= _CMP[c.op](a, b)
         cols = cols[mask]
+    w = None
+    for a, values in weighted:  # each assignment's weight: the product of its weighted atoms' values
+        at = np.stack([cols[:, body_vars.index(p.expr.name)] if isinstance(p.expr, IVar)
+                       else np.full(len(cols), p.expr.value, dtype=np.int64) for p in a.pos], axis=1)
+        got = values.lookup(at.reshape(len(cols), len(a.pos)))
+        w = got if w is None else w * got
     if not head:
-        return np.array(float(len(cols)))
+        return np.array(float(len(cols)) if w is None else float(w.sum()))
     idx = [cols[:, body_vars.index(v)] for v in head]
     inside = np.ones(len(cols), dtype=bool)
     for k, n in enumerate(head_shape):
         inside &= idx[k] < n
     flat = np.ravel_multi_index(tuple(i[inside] for i in idx), head_shape)
-    return np.bincount(flat, minlength=int(np.prod(head_shape))).astype(np.float64).reshape(head_shape)
+    if w is not None and not inside.all():
+        w = w[inside]
+    return np.bincount(flat, weights=w, minlength=int(np.prod(head_shape))).astype(np.float64).reshape(head_shape)
