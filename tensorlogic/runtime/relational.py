@@ -210,8 +210,16 @@ def count(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[str
     if (not head and not form.compares and not weighted and len(operands) == 1
             and len(set(operands[0][1])) == operands[0][0].arity):
         return np.array(float(len(operands[0][0])))  # a scalar count of one relation: its size
-    res = join_project(operands, tuple(body_vars), sizes)
-    cols = res.cols
+    w = None
+    if (len(form.atoms) == 1 and len(weighted) == 1 and len(operands) == 1 and not form.compares
+            and all(isinstance(p.expr, IVar) for p in form.atoms[0].pos)
+            and len(set(operands[0][1])) == operands[0][0].arity):
+        # one weighted atom of distinct variables (`Out[x] = W(x,y)`): its own entries, values aligned
+        names, values = operands[0][1], weighted[0][1]
+        cols = values.coords[:, [names.index(v) for v in body_vars]]
+        w, weighted = values.values, []
+    else:
+        cols = join_project(operands, tuple(body_vars), sizes).cols
     if form.compares:
         mask = np.ones(len(cols), dtype=bool)
         for c in form.compares:
@@ -219,7 +227,6 @@ def count(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[str
             b = cols[:, body_vars.index(c.right.name)] if isinstance(c.right, IVar) else c.right.value
             mask &= _CMP[c.op](a, b)
         cols = cols[mask]
-    w = None
     for a, values in weighted:  # each assignment's weight: the product of its weighted atoms' values
         at = np.stack([cols[:, body_vars.index(p.expr.name)] if isinstance(p.expr, IVar)
                        else np.full(len(cols), p.expr.value, dtype=np.int64) for p in a.pos], axis=1)
