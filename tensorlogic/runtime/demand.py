@@ -1,136 +1,151 @@
-"""Demand-driven evaluation of queries with constants: magic sets for one recursive relation.
+"""Demand-driven evaluation of queries with constants: magic sets with sideways information passing.
 
-A query `Reach(17, y)?` needs only the facts of `Reach` whose first position is 17. For a relation computed
-by one relational stratum, each constant position k of the query gets a *magic set* M_k: the values that
-position can take in any fact a derivation of an answer uses. It is the least set with
+A query `Reach(17, y)?` on a program that has not computed `Reach` needs only the facts of `Reach` whose
+first position is 17, and the facts those depend on. `demand_relation` reads the program's Boolean
+relational rules (the equations `runtime/relational.py` evaluates as conjunctive queries) as plain rules
+(`demand_rules.Rule`), rewrites the ones the query needs with magic sets (`demand_magic.rewrite`: one
+adorned copy and one magic predicate per relation and binding pattern, the chain linearization first for a
+single recursive binary relation) and evaluates the rewritten program semi-naively
+(`demand_rules.fixpoint`). The result holds every fact of the relation matching the query's constants
+(and possibly some more true facts); `runtime/queries.py` filters it by the constants.
 
-    M_k(c)                                        (the query's constant)
-    M_k(w) <- M_k(v), A1, ..., An                 for every rule  Head(.., v, ..) <- .., Head(.., w, ..), ..
+What is rewritten: a relation whose equations all have a relational form, that is Boolean, not yet
+computed, and whose stratum the executor would evaluate relationally (semi-naive or once), including
+non-linear and mutually recursive strata and relations computed from them. Everything else a rewritten rule
+reads (data, numeric tensors, negated relations, relations asked with no bound position) is computed in full
+by the executor first. A relation's facts given as data enter through an extra rule `P(v..) <- P@init(v..)`.
+When the rewriting does not apply, `demand_relation` returns None and the query falls back to the full
+relation, filtered.
 
-where v is the head's variable at position k, w the recursive atom's term at position k, and A1..An the
-rule's positive atoms over relations computed before the stratum (the sideways information a rule passes
-from its head to its recursive atom). M_k is a small semi-naive fixpoint of its own. The stratum is then
-evaluated with every rule restricted to v in M_k (an extra unary atom in its body; `relational.evaluate`'s
-`bind`), and the answer is the restricted relation filtered by the constant. Soundness: a rule instance
-whose head has v in M_k derives its recursive atoms with w in M_k by construction, so every fact the
-answer's derivations need is derived.
-
-When the recursion passes the constant's position through unchanged (`Reach(x,z) <- Reach(x,y), Edge(y,z)`
-keeps x), M_k is just {c} and the evaluation is a single-source search; when it does not
-(`Reach(x,z) <- Edge(x,y), Reach(y,z)`), M_k is the set of nodes reachable from c, and the restricted
-closure is still far smaller than the full one. A position gets no magic set (the query falls back to the
-full relation, filtered) when a head writes a constant or an expression there, or when w is bound by no
-earlier-stratum atom together with v (e.g. `Reach(y,z)` in the non-linear `Reach(x,y), Reach(y,z)`).
+The report gets one stratum (`semi-naive (demand-driven: magic sets ...)`) whose `derived` counts the tuples
+produced by the rewritten rules' bodies (magic rules included), and whose `rounds` sums the rounds of the
+rewritten program's components.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
-from ..backends.relations import Relation, join_project
+from ..backends.relations import Relation
 from ..ir.graph import strata
-from ..ir.nodes import IConst, IVar, Read, reads
-from .relational import _operand
+from ..ir.nodes import IConst, IVar, Read
+from .demand_magic import Unsupported, rewrite
+from .demand_rules import Atom, Rule, Term, UnsafeRule, fixpoint
 
 if TYPE_CHECKING:
-    from .executor import Executor
+    from .executor import Executor, StratumReport
+
+LINEARIZE = True  # the chain linearization of demand_magic (tests turn it off to exercise plain magic sets)
+KIND = "semi-naive (demand-driven: magic sets for the query's constants)"
 
 
-def magic_set(ex: Executor, name: str, k: int, c: int, equations: list, outside: dict[str, Relation]
-              ) -> tuple[Relation, dict[int, str]] | None:
-    """(M_k, head variable at k per equation id) for the relation `name` queried with `c` at position `k`,
-    or None when position k cannot be restricted."""
-    extent = ex.prog.tensors[name].storage_shape[k]
-    heads: dict[int, str] = {}
-    steps: list[tuple[list[tuple[Relation, tuple[str, ...]]], str, str | int]] = []
-    for e in equations:
-        p = e.lhs_pos[k].expr
-        if not isinstance(p, IVar):
-            return None
-        v = heads[e.id] = p.name
-        form = ex.forms[e.id]
-        base = []
-        for a in form.atoms:
-            if a.tensor in outside:
-                rel, names = _operand(outside[a.tensor], a)
-                if names:
-                    base.append((rel, names))
-        for a in form.atoms:
-            if a.tensor != name:
-                continue
-            w = a.pos[k].expr
-            if isinstance(w, IConst):
-                steps.append(([], v, w.value))
-            elif w.name == v:
-                continue  # the position passes through unchanged: demand stays the same
-            else:
-                used = base
-                if not any(w.name in ns for _, ns in used):
-                    return None  # w is not bound by earlier-stratum atoms: everything may be demanded
-                steps.append((used, v, w.name))
-    seed = Relation.from_tuples([(c,)], 1, (extent,))
-    magic, delta = seed, seed
-    while len(delta):
-        new = Relation.empty(1, (extent,))
-        for used, v, w in steps:
-            if isinstance(w, int):
-                got = Relation.from_tuples([(w,)], 1, (extent,)) if 0 <= w < extent else new
-            else:
-                sizes = {v: extent, w: extent}
-                got = join_project([(delta, (v,)), *used], (w,), sizes)
-                got = got if got.shape == (extent,) else got.with_shape((extent,))
-            new = new.union(got)
-        delta = new.difference(magic)
-        magic = magic.union(delta)
-    return magic, heads
+def _term(e) -> Term:
+    return e.name if isinstance(e, IVar) else int(e.value)
+
+
+def rule_of(form) -> Rule:
+    """A relational form (`relational.RelationalForm`) as a plain rule."""
+    eq = form.eq
+    return Rule(Atom(eq.lhs, tuple(_term(p.expr) for p in eq.lhs_pos)),
+                tuple(Atom(a.tensor, tuple(_term(p.expr) for p in a.pos)) for a in form.atoms),
+                tuple((c.op, _term(c.left), _term(c.right)) for c in form.compares),
+                tuple(Atom(a.tensor, tuple(_term(p.expr) for p in a.pos)) for a in form.negated))
+
+
+class _Program:
+    """The executor's program seen as rules: which relations may be rewritten, their rules and data."""
+
+    def __init__(self, ex: Executor):
+        self.ex = ex
+        key = ("demand", "strata")
+        if key not in ex._strata:
+            by_tensor = {}
+            for st in strata(ex.prog.equations):
+                for t in st.tensors:
+                    by_tensor[t] = st
+            ex._strata[key] = by_tensor
+        self.stratum = ex._strata[key]
+        self.cache: dict[str, list[Rule] | None] = {}
+        self.init: dict[str, Relation] = {}
+
+    def relational(self, name: str) -> bool:
+        """Whether the executor evaluates the relation's stratum relationally (semi-naive, or once)."""
+        ex = self.ex
+        st = self.stratum.get(name)
+        if st is None or name in ex.computed or not ex.is_boolean(name):
+            return False
+        if any(ex.prog.tensors[t].virtual_axis is not None for t in st.tensors):
+            return False
+        eqs = st.equations if st.recursive else [e for e in st.equations if e.lhs == name]
+        if any(e.virtual_var is not None or ex.forms.get(e.id) is None for e in eqs):
+            return False
+        return all(ex.is_boolean(t) for t in st.tensors)
+
+    def rules_of(self, name: str) -> list[Rule] | None:
+        """The relation's rules (its data as a rule reading `name@init`), or None if it is read in full."""
+        if name not in self.cache:
+            rules = None
+            if "^" not in name and "@" not in name and "~" not in name and self.relational(name):
+                ex = self.ex
+                rules = [rule_of(ex.forms[e.id]) for e in ex.prog.equations if e.lhs == name]
+                init = ex.initial(name)
+                init = init if isinstance(init, Relation) else Relation.from_dense(init)
+                if len(init):
+                    self.init[name + "@init"] = init
+                    vs = tuple(f"%v{k}" for k in range(init.arity))
+                    rules.append(Rule(Atom(name, vs), (Atom(name + "@init", vs),)))
+            self.cache[name] = rules
+        return self.cache[name]
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        return tuple(self.ex.prog.tensors[name].storage_shape)
+
+    def outside(self, name: str) -> Relation:
+        if name in self.init:
+            return self.init[name]
+        self.ex.ensure({name})
+        return self.ex.relation(name)
 
 
 def demand_relation(ex: Executor, r: Read) -> Relation | None:
-    """The relation `r.tensor` restricted by magic sets for `r`'s constants (all its facts that match them,
-    and possibly more), computed without the full relation; None when no constant position can be
-    restricted or the relation is not computed by a single relational stratum."""
+    """The relation `r.tensor` restricted to what the query `r` (with constants) needs: every fact that
+    matches the constants, and possibly more true facts, computed without the full relation; None when the
+    rewriting does not apply (the caller computes the full relation and filters it)."""
     name = r.tensor
-    if name in ex.computed:
+    if name in ex.computed or not any(isinstance(p.expr, IConst) for p in r.pos):
         return None
-    consts = {k: p.expr.value for k, p in enumerate(r.pos) if isinstance(p.expr, IConst)}
-    if not consts:
+    if not all(isinstance(p.expr, IVar | IConst) for p in r.pos):
         return None
-    sts = strata(ex.prog.equations, {name})
-    if not sts or name not in sts[-1].tensors:
+    prog = _Program(ex)
+    if prog.rules_of(name) is None:
         return None
-    st = sts[-1]
-    if st.tensors != [name] or not st.recursive or any(ex.forms.get(e.id) is None for e in st.equations):
+    shape = prog.shape_of(name)
+    consts = tuple(int(p.expr.value) for p in r.pos if isinstance(p.expr, IConst))
+    adorn = "".join("b" if isinstance(p.expr, IConst) else "f" for p in r.pos)
+    bound = [k for k, x in enumerate(adorn) if x == "b"]
+    if any(not 0 <= c < shape[k] for c, k in zip(consts, bound)):
+        return Relation.empty(len(shape), shape)  # no fact can hold a constant outside the extent
+    try:
+        rew = rewrite(name, adorn, consts, prog.rules_of, prog.shape_of, linearize=LINEARIZE)
+    except Unsupported:
         return None
-    if not ex.is_boolean(name):
+    if ex.debug:
+        print(f"[demand] {name}^{adorn}{consts}: " + "\n  ".join(map(str, rew.rules)), file=sys.stderr)
+    full = {p for p in rew.full if p not in prog.init}
+    ex.ensure(full)
+    seeds = {m: Relation.from_tuples([c], len(c), rew.shapes[m]) for m, c in rew.seeds.items()}
+    debug = (lambda s: print(s, file=sys.stderr)) if ex.debug else None
+    try:
+        res = fixpoint(rew.rules, seeds, rew.shapes, prog.outside, debug)
+    except UnsafeRule:
         return None
-    ex.ensure({x.tensor for e in st.equations for x in reads(e.rhs)} - {name})
-    outside = {a.tensor: ex.relation(a.tensor) for e in st.equations for a in reads(e.rhs) if a.tensor != name}
-    bind: dict[int, dict] = {}
-    for k, c in consts.items():
-        if not 0 <= c < ex.prog.tensors[name].storage_shape[k]:
-            continue
-        got = magic_set(ex, name, k, c, st.equations, outside)
-        if got is None:
-            continue
-        magic, heads = got
-        for eid, v in heads.items():
-            b = bind.setdefault(eid, {})
-            b[v] = c if len(magic) == 1 and _invariant(ex, st, k) else magic
-    if not bind:
-        return None
-    saved = ex.values[name]
-    ex.semi_naive(st, bind)
-    result = ex.values[name]
-    ex.values[name] = saved
-    ex.report.strata[-1].kind = "semi-naive (demand-driven: magic sets for the query's constants)"
-    return result if isinstance(result, Relation) else Relation.from_dense(result)
+    ex.report.strata.append(_report([name], res.rounds, res.derived))
+    out = res.values.get(rew.answer)
+    return out if out is not None else Relation.empty(len(shape), shape)
 
 
-def _invariant(ex: Executor, st, k: int) -> bool:
-    """Whether every recursive atom carries the head's variable at position k (then binding is selection)."""
-    for e in st.equations:
-        v = e.lhs_pos[k].expr
-        for a in ex.forms[e.id].atoms:
-            if a.tensor in st.tensors and a.pos[k].expr != v:
-                return False
-    return True
+def _report(tensors: list[str], rounds: int, derived: int) -> StratumReport:
+    from .executor import StratumReport
+
+    return StratumReport(tensors, KIND, rounds, "fixpoint", derived=derived)
