@@ -19,6 +19,7 @@ import numpy as np
 from ..backends.relations import Relation
 from ..ir.graph import Stratum
 from ..ir.nodes import IVar
+from .chain_kernels import kernel_fixpoint, kernels
 
 if TYPE_CHECKING:
     from .executor import Executor
@@ -313,7 +314,12 @@ def chain_fixpoint(name: str, chains: list[_Chain], full: Relation, delta: Relat
     k = delta._get_keys().astype(np.int32)  # keys < n0 * n1 <= 2**31: int32 halves the bytes sorted and moved
     derived = 0
     sorted_runs = True
+    edges = sum(int(ix[1].shape[0]) for ch in chains for ix in ch.left + ch.right)
     while k.shape[0]:
+        facts = sum(int(r.shape[0]) for r in runs)
+        kern = kernels(n0 * n1, facts, facts + edges + derived)
+        if kern is not None:  # the rest of the fixpoint in one compiled call
+            return kernel_fixpoint(kern, name, chains, full.shape, runs, k, rounds, derived, debug)
         d0, d1 = np.divmod(k, n1)
         if k.shape[0] > _PRODUCT_ROUND:
             key = _product_round(chains, d0, d1, (n0, n1)).astype(np.int32, copy=False)
