@@ -104,8 +104,13 @@ TEMPLATES = [
     ("R = W(x, y) E2(x, y)", lambda d: (d["W"] * d["E2"]).sum()),
     ("R[x, y] = W(x, y) + M2[x, y]", lambda d: d["W"] + d["M2"]),
     ("R[x, y] = relu(W(x, y))", lambda d: np.maximum(d["W"], 0)),
+    ("R[x, y] = W(x, y) V[y]", lambda d: d["W"] * d["V"]),
+    ("R[x] = W(x, y) E(y, z) V3[z]", lambda d: d["W"] @ (d["E"] @ d["V3"])),
+    ("R[x] = W(x, y) U(y, z) V3[z]", lambda d: d["W"] @ (d["U"] @ d["V3"])),
+    ("R[x] = 2 W(x, y) V[y] / P[y]", lambda d: 2 * d["W"] @ (d["V"] / d["P"])),
+    ("R[x, w] = W(x, y) M[y, z] UT(z, w)", lambda d: d["W"] @ d["M"] @ d["U"].T),
 ]
-NO_DENSE = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}  # templates that never make W or U dense
+NO_DENSE = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 18, 19}  # templates that never make W or U dense
 
 
 def _program(tmp: Path, rng: np.random.Generator, form: str, picks: list[int]) -> tuple[str, dict]:
@@ -119,11 +124,13 @@ def _program(tmp: Path, rng: np.random.Generator, form: str, picks: list[int]) -
     d["E"] = (rng.random((k, p)) < 0.4).astype(float)
     d["E2"] = (rng.random((n, k)) < 0.4).astype(float)
     d["E"][0, 0] = d["E2"][0, 0] = 1.0  # never empty (an empty relation without facts is undefined)
-    d["V"], d["V2"] = rng.normal(size=k), rng.normal(size=n)
+    d["V"], d["V2"], d["V3"] = rng.normal(size=k), rng.normal(size=n), rng.normal(size=p)
+    d["P"] = rng.random(k) + 0.5
     d["M"], d["M2"] = rng.normal(size=(k, p)), rng.normal(size=(n, k))
-    for name in ("V", "V2", "M", "M2"):
+    for name in ("V", "V2", "V3", "P", "M", "M2"):
         np.save(tmp / f"{name}.npy", d[name])
-    lines = [f'{t} = "{t}.tsv"' for t in ("W", "U", "UT")] + [f'{t} = "{t}.npy"' for t in ("V", "V2", "M", "M2")]
+    lines = [f'{t} = "{t}.tsv"' for t in ("W", "U", "UT")]
+    lines += [f'{t} = "{t}.npy"' for t in ("V", "V2", "V3", "P", "M", "M2")]
     lines += [f"tensor W[{n}, {k}] {form}", f"tensor U[{k}, {p}] {form}", f"tensor UT[{p}, {k}] {form}"]
     lines += [f"E({a}, {b})." for a, b in np.argwhere(d["E"])] + [f"E2({a}, {b})." for a, b in np.argwhere(d["E2"])]
     lines += [f"tensor E({k}, {p})", f"tensor E2({n}, {k})"]

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..backends.relations import Relation
 from ..backends.sparse_numeric import SparseTensor, data_form
-from ..ir.nodes import Const, IVar, Join, Read
+from ..ir.nodes import Const, IVar, Join, Read, Reduce, free_vars
 from ..plan.program import human_bytes
 from .dense import Labeled, align
 
@@ -93,12 +93,15 @@ def storage_lines(ex: Any) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- products
 
-_STATIC: dict[tuple, tuple] = {}  # (id(join), summed) -> (join, scale, the two operands, sparse candidates)
+_STATIC: dict[tuple, tuple] = {}  # (id(join), summed) -> (join, its static product plan)
 
 
-def _static(n: Join, over: tuple[str, ...]) -> tuple[float, tuple[int, int] | None, list[int]]:
-    """Per join node: the product of its constant factors, its two other factors, and which of these are
-    reads `R(a,b)` of two distinct variables exactly one of which is summed (a sparse matrix product)."""
+def _static(n: Join, over: tuple[str, ...]) -> tuple[float, list[tuple[int, str, Any]], tuple[str, ...]]:
+    """Per join node and summed variables: the product of its constant factors; the sparse-product options,
+    each a factor `R(a,b)` of two distinct variables exactly one of which (b) is summed, with the node that
+    gives the rest of the join (the other factor, or the other factors joined with every summed variable that
+    R does not read summed inside: `W(x,y) E(y,z) V[z]` is W times sum[z](E(y,z) V[z])); and the summed
+    variables no factor reads (each multiplies the sum by its range)."""
     hit = _STATIC.get((id(n), over))
     if hit is not None and hit[0] is n:
         return hit[1]
@@ -106,20 +109,31 @@ def _static(n: Join, over: tuple[str, ...]) -> tuple[float, tuple[int, int] | No
     for k, (f, d) in enumerate(zip(n.factors, n.divides)):
         if isinstance(f, Const):
             scale = scale / float(f.value) if d else scale * float(f.value)
-        elif d:
-            rest = None
-            break
         else:
-            rest.append(k)
-    cands = []
-    if rest is not None and len(rest) == 2 and np.isfinite(scale):
-        for k in rest:
+            rest.append((k, d))
+    allv = {v for f in n.factors for v in free_vars(f)}
+    options: list[tuple[int, str, Any]] = []
+    if len(rest) >= 2 and np.isfinite(scale):
+        for k, d in rest:
             f = n.factors[k]
-            if _two_vars(f):
-                a, b = f.pos[0].expr.name, f.pos[1].expr.name
-                if (a in over) != (b in over):
-                    cands.append(k)
-    val = (scale, tuple(rest) if rest is not None and len(rest) == 2 else None, cands)
+            if d or not _two_vars(f):
+                continue
+            a, b = f.pos[0].expr.name, f.pos[1].expr.name
+            if (a in over) == (b in over):
+                continue
+            kept, summed = (b, a) if a in over else (a, b)
+            others = [(j, dj) for j, dj in rest if j != k]
+            ovars = {v for j, _ in others for v in free_vars(n.factors[j])}
+            if kept in ovars or summed not in ovars:
+                continue  # not a matrix product (a diagonal or an outer product): the dense path
+            if len(others) == 1 and not others[0][1]:
+                g = n.factors[others[0][0]]
+            else:
+                g = Join([n.factors[j] for j, _ in others], [dj for _, dj in others])
+                inside = tuple(v for v in over if v != summed and v in ovars)
+                g = Reduce(inside, g) if inside else g
+            options.append((k, summed, g))
+    val = (scale, options, tuple(v for v in over if v not in allv))
     if len(_STATIC) > 20_000:
         _STATIC.clear()
     _STATIC[(id(n), over)] = (n, val)
@@ -149,19 +163,17 @@ def sparse_join(ev: Any, n: Join, over: tuple[str, ...]) -> Labeled | None:
     the join is not of that shape or no operand is sparse (the dense evaluator contracts it then)."""
     if ev.read_sparse is None:
         return None
-    scale, pair, cands = _static(n, over)
-    if pair is None:
-        return None
+    scale, options, missing = _static(n, over)
     xp = ev.xp
-    for k in cands:
+    for k, b, g in options:
         f = n.factors[k]
-        a, b = f.pos[0].expr.name, f.pos[1].expr.name
+        a = f.pos[0].expr.name if f.pos[1].expr.name == b else f.pos[1].expr.name
         mat = ev.read_sparse(f)
-        if mat is None or ev.ranges[a] != (0, mat.shape[0]) or ev.ranges[b] != (0, mat.shape[1]):
+        if mat is None or ev.ranges[f.pos[0].expr.name] != (0, mat.shape[0]) or \
+                ev.ranges[f.pos[1].expr.name] != (0, mat.shape[1]):
             continue
-        if a in over:  # summed over the first index: use the transpose
-            mat, a, b = mat.T, b, a
-        g = n.factors[pair[1] if pair[0] == k else pair[0]]
+        if f.pos[0].expr.name == b:  # summed over the first index: use the transpose
+            mat = mat.T
         other = _oriented(ev, g, b)
         if other is not None and other[1] != a:  # both sparse: CSR x CSR, nothing made dense but the result
             m2, c = other
@@ -183,16 +195,10 @@ def sparse_join(ev: Any, n: Join, over: tuple[str, ...]) -> Labeled | None:
         if extra:
             res = Labeled(xp.sum(res.arr, axis=tuple(res.vars.index(v) for v in extra)),
                           tuple(v for v in res.vars if v not in extra))
-        for v in [v for v in over if v not in (a, b) and v not in _vars_of(g)]:
-            # a summed variable no factor reads multiplies the sum by its range
-            scale *= ev.ranges[v][1] - ev.ranges[v][0]
-        if scale != 1.0:
-            res = Labeled(res.arr * scale, res.vars)
+        factor = scale
+        for v in missing:  # a summed variable no factor reads multiplies the sum by its range
+            factor *= ev.ranges[v][1] - ev.ranges[v][0]
+        if factor != 1.0:
+            res = Labeled(res.arr * factor, res.vars)
         return res
     return None
-
-
-def _vars_of(g: Any) -> set[str]:
-    from ..ir.nodes import node_vars
-
-    return set(node_vars(g))
