@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import tensorlogic as tl
 from tensorlogic.backends.sparse_numeric import SparseTensor, choose_form, coo_bytes
 from tensorlogic.cli import main
+from tensorlogic.syntax.diagnostics import TLRuntimeError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -263,6 +264,20 @@ def test_torch_backend_reads_sparse_tensors(tmp_path: Path) -> None:
     r, s = prog.run()
     np.testing.assert_allclose(r.value, dense @ np.arange(10.0))
     np.testing.assert_allclose(s.value, dense + 1)
+
+
+def test_densifying_what_cannot_fit_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "W.tsv").write_text("0\t1\t0.5\n9999999\t5\t2.25\n")
+    (tmp_path / "p.tl").write_text('W = "W.tsv"\ntensor W[10000000, 10000000]\ntensor V[10000000]\nV[x] = 1\n'
+                                   "R[x] = W(x, y) V[y]\nH[x, y] = relu(W(x, y))\nR[0]?\nH[0, 1]?\n")
+    prog = tl.load(tmp_path / "p.tl")
+    with pytest.raises(TLRuntimeError) as err:  # 800 TB dense: refused before anything is allocated
+        prog.run()
+    text = str(err.value)
+    assert "p.tl:6:16: error: W is stored sparse (2 entries)" in text and "727.6 TB" in text
+    assert "relu(W(x, y))" in text and "^" in text
+    prog.executor.ensure({"R"})  # the product itself never needs the dense matrix
+    assert prog.executor.dense("R")[0] == 0.5 and prog.executor.dense("R")[9999999] == 2.25
 
 
 # ------------------------------------------------------------------------------------------- at scale

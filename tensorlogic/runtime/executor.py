@@ -201,6 +201,7 @@ class Executor:
             return v
         key = (name, self.values.version(name), "dense")
         if key not in self._csr:
+            sparse_eval.check_dense(self.prog.tensors[name], v)  # a clear error when it cannot fit
             self._csr[key] = self.to_array(v)
         return self._csr[key]
 
@@ -359,7 +360,10 @@ class Executor:
                 cache.clear()
             t = self.prog.tensors[r.tensor]
             hit = cache[id(r)] = (r, tuple(p.expr for k, p in enumerate(r.pos) if k != t.virtual_axis))
-        return self.array(r.tensor), hit[1]
+        try:
+            return self.array(r.tensor), hit[1]
+        except sparse_eval.TooLargeToDensify as e:  # point at the read that needs the dense array
+            raise e.at(r.span) from None
 
     def contribution(self, eq: Equation, read: Callable, ranges: dict | None = None, into=None
                      ) -> tuple[np.ndarray, np.ndarray | None]:

@@ -13,6 +13,8 @@ The executor and the dense evaluator call in here through small hooks:
   its weighted atoms' values (projection as a weighted segment sum);
 * `as_head`: a numeric tensor declared `sparse` that an equation computes is stored as a `SparseTensor`;
   every other computed numeric tensor stays dense;
+* `check_dense` (executor `array`): a sparse value whose dense array would not fit in memory is a clear
+  error naming the tensor, never an attempt to allocate it;
 * `storage_lines`: the form each data tensor was stored in, for `tl run --stats`.
 
 Anything else (elementwise use, a read inside a function, a query) reads the tensor dense: the executor's
@@ -21,14 +23,16 @@ Anything else (elementwise use, a read inside a function, a query) reads the ten
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
 from ..backends.relations import Relation
-from ..backends.sparse_numeric import SparseTensor, data_form
+from ..backends.sparse_numeric import SparseTensor, data_form, dense_bytes
 from ..ir.nodes import Const, IVar, Join, Read, Reduce, free_vars
 from ..plan.program import human_bytes
+from ..syntax.diagnostics import TLRuntimeError
 from .dense import Labeled, align
 
 
@@ -74,6 +78,36 @@ def as_head(t: Any, value: Any) -> Any:
     if t.sparse and not t.boolean and t.virtual_axis is None and isinstance(value, np.ndarray):
         return SparseTensor.from_dense(value)
     return value
+
+
+class TooLargeToDensify(TLRuntimeError):
+    """A sparse value whose dense array would not fit in memory was needed dense."""
+
+    def at(self, span: Any) -> TooLargeToDensify:
+        """The same error located at `span` (the read that needs the dense array)."""
+        d = self.diagnostics[0]
+        return TooLargeToDensify(d.message, span, d.hint)
+
+
+def check_dense(t: Any, v: Relation | SparseTensor) -> None:
+    """Refuse to make a sparse value dense when the array would take more than half of this machine's memory:
+    a clear error at the tensor instead of swapping or an allocation failure deep inside numpy."""
+    full = dense_bytes(v.shape)
+    if full <= _dense_limit():
+        return
+    what = "tuples" if isinstance(v, Relation) else "entries"
+    raise TooLargeToDensify(
+        f"{t.name} is stored sparse ({len(v):,} {what}) but is used where it must be dense, which takes "
+        f"{human_bytes(full)}: more than half of this machine's memory", t.span,
+        "a sparse tensor is used as it is in products that sum one of its two indices (W(x,y) V[y]) and in sums "
+        "(Out[x] = W(x,y)); elementwise use, functions and whole-tensor queries need the dense array")
+
+
+def _dense_limit() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: 1 TB
+        return 1 << 40
 
 
 def storage_lines(ex: Any) -> list[str]:
