@@ -221,6 +221,26 @@ def test_demand_cases_against_the_naive_evaluator_from_a_case():
             assert got == sorted([b] for a, b in db[rel] if a == c)
 
 
+def test_symbols_and_two_domains():
+    """Symbolic constants, positions over different domains (people and cities), a constant unknown to the
+    program; against a search written here."""
+    lives = [("Ann", "Oslo"), ("Bob", "Rome"), ("Cid", "Lima")]
+    road = [("Oslo", "Bern"), ("Bern", "Rome"), ("Rome", "Oslo"), ("Lima", "Quito")]
+    src = "".join(f"Lives({p}, {c}).\n" for p, c in lives) + "".join(f"Road({a}, {b}).\n" for a, b in road)
+    src += "Can(p, c) <- Lives(p, c).\nCan(p, d) <- Can(p, c), Road(c, d).\n"
+    src += "Link(c, d) <- Road(c, d).\nLink(c, e) <- Link(c, d), Link(d, e).\nVia(p, d) <- Lives(p, c), Link(c, d).\n"
+    g = nx.DiGraph(road)
+    for person, home in lives:
+        can = {home} | nx.descendants(g, home)
+        assert tl.Program(src).query(f"Can({person}, c)") == [[c] for c in sorted(can)]
+        assert tl.Program(src).query(f"Via({person}, c)") == [[c] for c in sorted(paths_from(g, home))]
+    for city in ("Oslo", "Quito"):
+        want = sorted([p] for p, home in lives if city == home or city in nx.descendants(g, home))
+        assert tl.Program(src).query(f"Can(p, {city})") == want
+    assert tl.Program(src).query("Can(Nobody, c)") == []
+    assert tl.Program(src).query("Link(Atlantis, c)") == []
+
+
 # ---------------------------------------------------------------------------------------------- the rewriting
 
 
