@@ -137,9 +137,12 @@ class Network:
             common &= m
         self.common = common if self.masks else 0
         """Labels held by every operand (batch labels)."""
+        self.positive = all(d > 0 for d in self.size)
+        """No label has extent 0 (then a pair's sizes follow from its operands' sizes by division)."""
         self._prod: dict[int, int] = {0: 1}
         self._tables: list[list[int]] | None = None
         self._kept: dict[int, int] = {}
+        self._bits: dict[int, tuple[int, ...]] = {}
         self._pairs: dict[int, tuple[int, int, int]] = {}
         """Cache of the greedy: leaf set -> (kept labels, result size, step flops)."""
         """Cache: leaf set -> labels its result keeps (a property of the leaf set alone)."""
@@ -158,6 +161,17 @@ class Network:
     def prod(self, mask: int) -> int:
         p = self._prod.get(mask)
         if p is None:
+            if mask.bit_count() <= 3:  # (few labels, the common case: one extent each beats the byte tables)
+                p = 1
+                size = self.size
+                m = mask
+                while m:
+                    low = m & -m
+                    p *= size[low.bit_length() - 1]
+                    m ^= low
+                if len(self._prod) < 1_000_000:
+                    self._prod[mask] = p
+                return p
             tables = self._tables
             if tables is None:
                 tables = self._tables = _byte_tables(self.size)
@@ -168,6 +182,15 @@ class Network:
             if len(self._prod) < 1_000_000:
                 self._prod[mask] = p
         return p
+
+    def bit_list(self, mask: int) -> tuple[int, ...]:
+        """Positions of the set bits of ``mask`` (cached: the searches iterate over the same label sets often)."""
+        t = self._bits.get(mask)
+        if t is None:
+            t = tuple(bits(mask))
+            if len(self._bits) < 200_000:
+                self._bits[mask] = t
+        return t
 
     def kept(self, leafset: int, inv: int) -> int:
         """Labels among ``inv`` (those of a node with leaves ``leafset``) needed outside the node."""
@@ -181,6 +204,26 @@ class Network:
                 res |= low
             rest ^= low
         return res
+
+    def pair_sizes(self, ea: int, eb: int, sa: int, sb: int, kept: int) -> tuple[int, int]:
+        """(size of ``ea | eb``, size of ``kept``) for operands with labels ``ea``, ``eb`` and sizes ``sa``, ``sb``:
+        with positive extents, from the sizes and the products of the two small sets involved (shared labels,
+        dropped labels), which the cache holds far more often than the large unions."""
+        if not self.positive:
+            return self.prod(ea | eb), self.prod(kept)
+        pget = self._prod.get
+        both = ea & eb
+        pb = pget(both)
+        if pb is None:
+            pb = self.prod(both)
+        inv = sa * sb // pb
+        dropped = (ea | eb) & ~kept
+        if not dropped:
+            return inv, inv
+        pd = pget(dropped)
+        if pd is None:
+            pd = self.prod(dropped)
+        return inv, inv // pd
 
     def step_cost(self, ea: int, eb: int, kept: int) -> tuple[int, int]:
         """(flops, result size) of contracting operands with labels ``ea`` and ``eb`` keeping ``kept``."""

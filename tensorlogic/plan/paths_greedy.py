@@ -91,13 +91,13 @@ def greedy_ssa(
     estimator: TupleEstimator | None = None,
 ) -> list[tuple[int, int]]:
     """One greedy run; returns SSA pairs (ids ``0..n-1`` operands, ``n + t`` the result of pair ``t``)."""
+    bit_list = net.bit_list
     n = net.n
     if n <= 1:
         return []
     out = net.out
     conn = ~(out | net.common)
     prod = net.prod
-    pget = net._prod.get
     eff: dict[int, int] = dict(enumerate(net.masks))
     osize: dict[int, int] = {i: prod(m) for i, m in eff.items()}
     count = [o.bit_count() if hasattr(o, "bit_count") else bin(o).count("1") for o in net.owners]
@@ -111,12 +111,13 @@ def greedy_ssa(
     # owners restricted to connecting labels, as sets of alive node ids
     holders: dict[int, set[int]] = defaultdict(set)
     for i, m in eff.items():
-        for b in bits(m & conn):
+        for b in bit_list(m & conn):
             holders[b].add(i)
 
     heap: list = []
     leaf: dict[int, int] = {i: 1 << i for i in range(n)}
     pair_cache = net._pairs
+    pair_sizes = net.pair_sizes
     est_stats = estimator.stats if estimator is not None else None
 
     def push(i: int, j: int) -> None:
@@ -129,12 +130,7 @@ def greedy_ssa(
             inv = ei | ej
             both = ei & ej
             kept = (inv & out) | (both & ge3) | ((inv ^ both) & ge2)
-            size = pget(kept)
-            if size is None:
-                size = prod(kept)
-            flops = pget(inv)
-            if flops is None:
-                flops = prod(inv)
+            flops, size = pair_sizes(ei, ej, osize[i], osize[j], kept)
             if inv != kept:
                 flops += flops
             if len(pair_cache) < 500_000:
@@ -217,9 +213,9 @@ def greedy_ssa(
         alive.discard(i)
         alive.discard(j)
         ei, ej = eff.pop(i), eff.pop(j)
-        for b in bits(ei & conn):
+        for b in bit_list(ei & conn):
             holders[b].discard(i)
-        for b in bits(ej & conn):
+        for b in bit_list(ej & conn):
             holders[b].discard(j)
         touched = ei | ej
         while touched:
@@ -246,7 +242,7 @@ def greedy_ssa(
             neighbours = alive - {k}
         else:
             neighbours = set()
-            for b in bits(kept & conn):
+            for b in bit_list(kept & conn):
                 neighbours |= holders[b]
                 holders[b].add(k)
             neighbours.discard(k)
@@ -261,6 +257,7 @@ def greedy_ssa(
 def oe_greedy_ssa(net: Network) -> list[tuple[int, int]]:
     """opt_einsum's ``greedy`` (Hadamard products first, then largest memory reduction, then outer products
     smallest first), with labels held by every operand treated as output labels, as opt_einsum does."""
+    bit_list = net.bit_list
     n = net.n
     if n <= 1:
         return []
@@ -278,7 +275,7 @@ def oe_greedy_ssa(net: Network) -> list[tuple[int, int]]:
             remaining[key] = ssa_id
     dim_to_keys: dict[int, set[int]] = defaultdict(set)
     for key in remaining:
-        for dim in bits(key & ~output):
+        for dim in bit_list(key & ~output):
             dim_to_keys[dim].add(key)
     ref2 = 0
     ref3 = 0
@@ -288,13 +285,16 @@ def oe_greedy_ssa(net: Network) -> list[tuple[int, int]]:
         if len(keys) >= 3:
             ref3 |= 1 << dim
     footprints = {key: prod(key) for key in remaining}
+    pair_sizes = net.pair_sizes
 
     def candidate(k1: int, k2: int):
         either = k1 | k2
         two = k1 & k2
         one = either ^ two
         k12 = (either & output) | (two & ref3) | (one & ref2)
-        cost = prod(k12) - footprints[k1] - footprints[k2]
+        f1 = footprints[k1]
+        f2 = footprints[k2]
+        cost = pair_sizes(k1, k2, f1, f2, k12)[1] - f1 - f2
         id1, id2 = remaining[k1], remaining[k2]
         if id1 > id2:
             k1, id1, k2, id2 = k2, id2, k1, id1
@@ -311,20 +311,20 @@ def oe_greedy_ssa(net: Network) -> list[tuple[int, int]]:
             continue
         id1 = remaining.pop(k1)
         id2 = remaining.pop(k2)
-        for dim in bits(k1 & ~output):
+        for dim in bit_list(k1 & ~output):
             dim_to_keys[dim].discard(k1)
-        for dim in bits(k2 & ~output):
+        for dim in bit_list(k2 & ~output):
             dim_to_keys[dim].discard(k2)
         path.append((id1, id2))
         if k12 in remaining:
             path.append((remaining[k12], next_id))
             next_id += 1
         else:
-            for dim in bits(k12 & ~output):
+            for dim in bit_list(k12 & ~output):
                 dim_to_keys[dim].add(k12)
         remaining[k12] = next_id
         next_id += 1
-        for dim in bits((k1 | k2) & ~output):
+        for dim in bit_list((k1 | k2) & ~output):
             c = len(dim_to_keys[dim])
             bit = 1 << dim
             if c <= 1:
@@ -338,7 +338,7 @@ def oe_greedy_ssa(net: Network) -> list[tuple[int, int]]:
                 ref3 |= bit
         footprints[k12] = prod(k12)
         k2s = set()
-        for dim in bits(k12):
+        for dim in bit_list(k12):
             ks = dim_to_keys.get(dim)
             if ks:
                 k2s |= ks
@@ -361,6 +361,7 @@ def branch1_ssa(net: Network) -> list[tuple[int, int]]:
     """opt_einsum's ``branch-1`` (used by ``auto`` for 9 to 14 operands): at each step the candidate with
     the largest memory reduction among pairs sharing any label (all pairs if none do), skipping candidates
     whose running flops exceed 4x the best seen at that depth."""
+    bit_list = net.bit_list
     n = net.n
     if n <= 1:
         return []
@@ -376,14 +377,14 @@ def branch1_ssa(net: Network) -> list[tuple[int, int]]:
     cache: dict[tuple[int, int], tuple[int, int, int]] = {}
 
     def assess(i: int, j: int):
-        key = (i, j)
+        key = (inputs[i], inputs[j])  # (by label sets, as opt_einsum caches: the kept labels of the first pair seen)
         hit = cache.get(key)
         if hit is None:
             k1, k2 = inputs[i], inputs[j]
             either = k1 | k2
             shared = k1 & k2
             keep = 0
-            for b in bits(either):
+            for b in bit_list(either):
                 if (out >> b) & 1 or count[b] - ((k1 >> b) & 1) - ((k2 >> b) & 1) > 0:
                     keep |= 1 << b
             k12 = either & keep
@@ -420,7 +421,7 @@ def branch1_ssa(net: Network) -> list[tuple[int, int]]:
                     heapq.heappush(candidates, c)
         _, f12, new_flops, new_size, (i, j), k12 = heapq.heappop(candidates)
         k1, k2 = inputs[i], inputs[j]
-        for b in bits(k1 | k2):
+        for b in bit_list(k1 | k2):
             count[b] += ((k12 >> b) & 1) - ((k1 >> b) & 1) - ((k2 >> b) & 1)
         path.append((i, j))
         remaining = (remaining - {i, j}) | {len(inputs)}
@@ -445,6 +446,7 @@ def elimination_ssa(net: Network, rng: random.Random | None = None, temperature:
     sampled among the best few with ``rng``), contract the bucket pairwise (smallest result first), and
     finish with outer products of what is left, smallest first.  Good on dense hypergraphs where many
     operands share each label."""
+    bit_list = net.bit_list
     n = net.n
     if n <= 1:
         return []
@@ -454,50 +456,69 @@ def elimination_ssa(net: Network, rng: random.Random | None = None, temperature:
     leaf: dict[int, int] = {i: 1 << i for i in range(n)}
     holders: dict[int, set[int]] = defaultdict(set)
     for i, m in eff.items():
-        for b in bits(m & ~out):
+        for b in bit_list(m & ~out):
             holders[b].add(i)
     pairs: list[tuple[int, int]] = []
+    kept_cache = net._kept
+    # bucket weight of every label held by two or more operands, updated only for the labels a contraction
+    # touches (recomputing all of them per elimination dominated the run on dense joins)
+    weight: dict[int, int] = {}
+
+    def reweigh(lab: int) -> None:
+        hs = holders[lab]
+        if len(hs) >= 2:
+            u = 0
+            for h in hs:
+                u |= eff[h]
+            weight[lab] = prod(u)
+        else:
+            weight.pop(lab, None)
+
+    def kept_of(ls: int, inv: int) -> int:
+        kept = kept_cache.get(ls)
+        if kept is None:
+            kept = net.kept(ls, inv)
+            if len(kept_cache) < 200_000:
+                kept_cache[ls] = kept
+        return kept
 
     def contract(a: int, b: int) -> int:
         v = n + len(pairs)
         pairs.append((a, b))
         ea, eb = eff.pop(a), eff.pop(b)
         ls = leaf.pop(a) | leaf.pop(b)
-        kept = net.kept(ls, ea | eb)
-        for lab in bits((ea | eb) & ~out):
+        kept = kept_of(ls, ea | eb)
+        eff[v] = kept
+        leaf[v] = ls
+        touched = (ea | eb) & ~out
+        for lab in bit_list(touched):
             hs = holders[lab]
             hs.discard(a)
             hs.discard(b)
             if (kept >> lab) & 1:
                 hs.add(v)
-        eff[v] = kept
-        leaf[v] = ls
+        for lab in bit_list(touched):
+            reweigh(lab)
         return v
 
-    while True:
-        scored = []
-        for lab, hs in holders.items():
-            if len(hs) >= 2:
-                u = 0
-                for h in hs:
-                    u |= eff[h]
-                scored.append((prod(u), lab))
-        if not scored:
-            break
-        scored.sort()
-        pick = scored[0][1]
-        if rng is not None and temperature > 0 and len(scored) > 1:
+    for lab in list(holders):
+        reweigh(lab)
+    while weight:
+        if rng is not None and temperature > 0 and len(weight) > 1:
+            scored = sorted((w, lab) for lab, w in weight.items())
             choices = scored[:6]
             cmin = math.log2(max(choices[0][0], 1))
             weights = [math.exp(-(math.log2(max(c, 1)) - cmin) / temperature) for c, _ in choices]
             pick = rng.choices([lab for _, lab in choices], weights=weights)[0]
+        else:
+            pick = min((w, lab) for lab, w in weight.items())[1]
         bucket = sorted(holders[pick])
         while len(bucket) > 1:
             best = None
             for x, a in enumerate(bucket):
                 for b in bucket[x + 1 :]:
                     inv = eff[a] | eff[b]
-                    kept = net.kept(leaf[a] | leaf[b], inv)
+                    kept = kept_of(leaf[a] | leaf[b], inv)
                     key = (prod(kept), prod(inv), a, b)
                     if best is None or key < best:
                         best = key

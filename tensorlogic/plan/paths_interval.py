@@ -112,29 +112,27 @@ def interval_dp(
     prod = net.prod
     pget = net._prod.get
     alpha = obj.alpha
-    # row_*[i][j] and col_*[j][i] both hold interval i..j (cost, kept labels, their size), so the inner loop
-    # reads two flat lists; a step's flops are size(left) * size(right) / size(shared labels), which keeps the
-    # product cache small (the shared label sets repeat far more than the unions do).
+    # row_*[i][j] and col_*[j][i] both hold interval i..j (cost, kept labels), so the inner loop reads flat
+    # lists.  A step's flops are size(result) * prod(summed labels) (times 2 when any is summed): the summed
+    # labels are small sets whose products the cache holds, and a step that sums nothing costs its result size.
     inf = float("inf")
     if cap is None:
         cap = inf
-    row_c = [[0] * n for _ in range(n)]
-    col_c = [[0] * n for _ in range(n)]
+    row_c = [[inf] * n for _ in range(n)]  # (dropped intervals keep cost inf)
+    col_c = [[inf] * n for _ in range(n)]
     row_e = [[0] * n for _ in range(n)]
     col_e = [[0] * n for _ in range(n)]
-    row_s = [[0] * n for _ in range(n)]
-    col_s = [[0] * n for _ in range(n)]
     big = [[0] * n for _ in range(n)]
     split = [[0] * n for _ in range(n)]
     uni = list(masks)  # uni[i]: union of masks i..j for the current length
-    # live intervals (finite cost) by start (their ends) and by end (their starts): a split needs both halves
-    # live, so the inner loop runs over the shorter of the two lists
+    # live intervals (finite cost) by start (their ends) and by end (their starts, minus one: the split points
+    # they give): a split needs both halves live, so the inner loop runs over the shorter of the two lists
     ends: list[list[int]] = [[i] for i in range(n)]
-    starts: list[list[int]] = [[i] for i in range(n)]
+    starts: list[list[int]] = [[i - 1] for i in range(n)]
     steps = 0
     for i in range(n):
         row_e[i][i] = col_e[i][i] = masks[i]
-        row_s[i][i] = col_s[i][i] = prod(masks[i])
+        row_c[i][i] = col_c[i][i] = 0
     if limit is None:
         limit = inf
     for length in range(2, n + 1):
@@ -152,40 +150,28 @@ def interval_dp(
                 size = prod(ks)
             steps += 4  # (an interval's own bookkeeping costs about four split points)
             if size > cap:
-                row_c[i][j] = col_c[j][i] = inf
                 continue
             rc = row_c[i]
             cc = col_c[j]
             left_ends = ends[i]
             right_starts = starts[j]
-            if len(left_ends) <= len(right_starts):
-                splits = left_ends
-            else:
-                splits = [x - 1 for x in right_starts]
+            splits = left_ends if len(left_ends) <= len(right_starts) else right_starts
             steps += len(splits)
             re = row_e[i]
-            rs = row_s[i]
             ce = col_e[j]
-            cs = col_s[j]
+            nks = ~ks
             best = cap
             best_m = -1
             for m in splits:
-                lb = rc[m] + cc[m + 1]
-                if lb + size > best:
+                c = rc[m] + cc[m + 1] + size
+                if c > best:
                     continue
-                ea = re[m]
-                eb = ce[m + 1]
-                sh = ea & eb
-                p = pget(sh)
-                if p is None:
-                    p = prod(sh)
-                if p:
-                    f = rs[m] * cs[m + 1] // p
-                else:
-                    f = prod(ea | eb)
-                if ea | eb != ks:
-                    f += f
-                c = lb + f
+                summed = (re[m] | ce[m + 1]) & nks
+                if summed:
+                    q = pget(summed)
+                    if q is None:
+                        q = prod(summed)
+                    c += (q + q - 1) * size
                 if c < best or best_m < 0 and c == best:
                     best = c
                     best_m = m
@@ -195,15 +181,13 @@ def interval_dp(
                         best_m = m
             if best_m < 0 or length < n and best + size > cap:
                 # (a proper interval's result still enters its parent's step, which costs at least its size)
-                rc[j] = cc[i] = inf
                 continue
             if alpha:
                 best += alpha * size
             left_ends.append(j)
-            right_starts.append(i)
+            right_starts.append(i - 1)
             rc[j] = cc[i] = best
             re[j] = ce[i] = ks
-            rs[j] = cs[i] = size
             split[i][j] = best_m
             big[i][j] = max(size, big[i][best_m], big[best_m + 1][j])
     if work is not None:
