@@ -381,6 +381,7 @@ def join_project(
     out_vars: tuple[str, ...],
     var_sizes: dict[str, int],
     order: Sequence[tuple[int, ...]] | None = None,
+    record: list[tuple[int, ...]] | None = None,
 ) -> Relation:
     """Evaluate the conjunctive query ``out_vars :- R1(vars1), R2(vars2), ...`` (Boolean semantics).
 
@@ -392,6 +393,9 @@ def join_project(
     current operand list is removed and their join appended at the end (a single position just moves the
     operand); when it is None (or runs out) pairs are picked greedily: among pairs sharing a variable the
     smallest estimated output ``|A||B| / max distinct shared key``, a cross product only when none share.
+    `record`, a list, receives the steps taken (in `order`'s format) when the join runs to its end, so that
+    a caller can plan once and pass them as `order` to later calls over operands of the same form (a
+    semi-naive fixpoint plans each rule variant in its first delta round).
     """
     operands = list(operands)
     out_vars = tuple(out_vars)
@@ -427,6 +431,7 @@ def join_project(
 
     steps = [tuple(int(p) for p in s) for s in order] if order is not None else []
     steps.reverse()
+    taken: list[tuple[int, ...]] = []
     while len(tables) > 1 or steps:
         if steps:
             step = steps.pop()
@@ -436,6 +441,7 @@ def join_project(
                 raise ValueError(f"contraction step {step} out of range for {len(tables)} operands")
         else:
             step = (0, 1) if len(tables) == 2 else _greedy_pair(q, tables)
+        taken.append(step)
         picked = [tables[p] for p in step]
         tables = [t for k, t in enumerate(tables) if k not in step]
         needed = set(out_vars).union(*(t.vars for t in tables))
@@ -446,6 +452,8 @@ def join_project(
         if len(res) == 0:
             return Relation.empty(len(out_vars), out_shape)
         tables.append(res)
+    if record is not None:
+        record[:] = taken
     return _finish(q.project(tables[0], set(out_vars)), out_vars, out_shape, q)
 
 

@@ -21,6 +21,11 @@ from numba import njit
 
 _ONE = np.uint64(1)
 _SIXTY_THREE = np.uint64(63)
+# The position of the single set bit of a 64-bit word w: _DEBRUIJN_POS[(w * _DEBRUIJN) >> 58].
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_DEBRUIJN_POS = np.zeros(64, dtype=np.int64)
+for _i in range(64):
+    _DEBRUIJN_POS[((1 << _i) * 0x03F79D71B4CB0A89 % (1 << 64)) >> 58] = _i
 
 
 @njit(cache=True, nogil=True)
@@ -33,22 +38,18 @@ def set_bits(words: np.ndarray, keys: np.ndarray) -> None:  # pragma: no cover -
 
 @njit(cache=True, nogil=True)
 def bitmap_keys(words: np.ndarray, count: int) -> np.ndarray:  # pragma: no cover - compiled
-    """The `count` keys set in the bitmap `words`, in increasing order."""
+    """The `count` keys set in the bitmap `words`, in increasing order (the lowest set bit of a word found
+    by a de Bruijn multiplication)."""
     out = np.empty(count, dtype=np.int64)
     n = 0
     for w in range(words.shape[0]):
         x = words[w]
-        if x == 0:
-            continue
         base = w * 64
-        for byte in range(8):
-            b = (x >> np.uint64(8 * byte)) & np.uint64(255)
-            if b == 0:
-                continue
-            for bit in range(8):
-                if b & (_ONE << np.uint64(bit)):
-                    out[n] = base + 8 * byte + bit
-                    n += 1
+        while x:
+            low = x & (~x + _ONE)
+            out[n] = base + _DEBRUIJN_POS[(low * _DEBRUIJN) >> np.uint64(58)]
+            n += 1
+            x ^= low
     return out[:n]
 
 

@@ -81,12 +81,14 @@ def _operand(rel: Relation, r: Read) -> tuple[Relation, tuple[str, ...]]:
 
 
 def evaluate(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[str, int],
-             head_shape: tuple[int, ...], bind: dict[str, int | Relation] | None = None) -> Relation:
+             head_shape: tuple[int, ...], bind: dict[str, int | Relation] | None = None,
+             plan: list | None = None) -> Relation:
     """Tuples of the head derived by one evaluation of the rule body.
 
     `get(read)` gives each atom's relation (the full one, or a delta in semi-naive rounds); `bind` fixes
     variables to values (a query's constants pushed into the rule), or, for a unary `Relation`, restricts a
-    variable to its members (a magic set: see `runtime/demand.py`).
+    variable to its members (a magic set: see `runtime/demand.py`). `plan`, a list, is the join order: when
+    empty it receives the order chosen, else it is followed (semi-naive rounds plan each rule variant once).
     """
     eq = form.eq
     operands = []
@@ -121,7 +123,7 @@ def evaluate(form: RelationalForm, get: Callable[[Read], Relation], sizes: dict[
                 out_vars.append(p.expr.name)
     # variables range over what the positive atoms hold (Datalog semantics: a relation that a rule with a
     # constant head extended past another's extent is read in full); head rows outside its shape are dropped
-    res = join_project(operands, tuple(out_vars), {})
+    res = join_project(operands, tuple(out_vars), {}, order=plan or None, record=plan)
     if (not form.compares and not form.negated and res.shape == tuple(head_shape)
             and [p.expr.name if isinstance(p.expr, IVar) else None for p in eq.lhs_pos] == out_vars):
         return res  # already sorted, unique and within the head's shape

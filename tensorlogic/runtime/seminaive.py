@@ -14,6 +14,10 @@ see `runtime/demand.py`).
 
 A stratum of chain rules (one binary relation, linear rules whose atoms form a path) continues after round 1
 on the fast path of `runtime/chains.py`.
+
+Join orders are planned once per fixpoint: each rule variant (a rule with one atom read as the delta) takes
+the planner's greedy order (`join_project`, by estimated output sizes) in its first delta round, and later
+rounds follow it rather than planning again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING
 from ..backends.relations import Relation
 from ..ir.graph import Stratum
 from ..ir.nodes import Read, reads
+from . import relational
 from .chains import run_chains
 
 if TYPE_CHECKING:
@@ -65,13 +70,14 @@ def semi_naive(ex: Executor, st: Stratum, bind: dict[int, dict] | None = None) -
         if done is not None:
             full[t], rounds, more = done
             return full, rounds, derived + more
+    plans: dict[tuple[int, int], list] = {}  # (rule, delta atom) -> join order, chosen in its first round
     while True:
         if ex.debug:
             sizes = ", ".join(f"{t}: +{len(delta[t])}" for t in st.tensors)
             print(f"[fixpoint] round {rounds}: {sizes}", file=sys.stderr)
         new_delta = {t: empty(t) for t in st.tensors}
-        for f in forms:
-            for a in f.atoms:
+        for i, f in enumerate(forms):
+            for j, a in enumerate(f.atoms):
                 if a.tensor not in names or len(delta[a.tensor]) == 0:
                     continue
 
@@ -80,7 +86,9 @@ def semi_naive(ex: Executor, st: Stratum, bind: dict[int, dict] | None = None) -
                         return delta[r.tensor]
                     return full[r.tensor] if r.tensor in names else outside[r.tensor]
 
-                new = ex.eval_relational(f, get, bind.get(f.eq.id))
+                new = relational.evaluate(f, get, {v: r[1] for v, r in f.eq.ranges.items()},
+                                          ex.prog.tensors[f.eq.lhs].storage_shape, bind.get(f.eq.id),
+                                          plans.setdefault((i, j), []))
                 derived += len(new)
                 new_delta[f.eq.lhs] = new_delta[f.eq.lhs].union(new.difference(full[f.eq.lhs]))
         delta = new_delta
