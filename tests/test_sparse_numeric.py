@@ -208,6 +208,37 @@ def test_head_declared_sparse_is_stored_sparse(tmp_path: Path) -> None:
     assert float(got["S"]) == pytest.approx((dw @ dw.T).sum())
 
 
+def test_sparse_products_into_a_sparse_head_never_go_dense(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    n, m = 2 * 10**6, 40  # dense: 32 TB, so anything made dense is an error (check_dense)
+    a, b = rng.integers(0, 50, m), rng.integers(0, n, m)
+    w = rng.random(m) + 0.25
+    _write_tsv(tmp_path / "W.tsv", np.stack([a * 1000, b], axis=1), w)
+    _write_tsv(tmp_path / "U.tsv", np.stack([b, a], axis=1), w + 1.0)
+    (tmp_path / "p.tl").write_text(
+        f'W = "W.tsv"\nU = "U.tsv"\ntensor W[{n}, {n}]\ntensor U[{n}, {n}]\n'
+        f"tensor Q[{n}, {n}] sparse\ntensor QT[{n}, {n}] sparse\n"
+        "Q[x, z] = 0.5 W(x, y) U(y, z)\nQ[x, z] = W(x, z)\nQT[z, x] = W(x, y) U(y, z)\n"
+        "S = Q(x, z)\nRow[x] = Q(x, z)\n")
+    prog = tl.load(tmp_path / "p.tl")
+    prog.analyze()
+    prog.executor.ensure({"Q", "QT", "S", "Row"})
+    q, qt = prog.executor.values["Q"], prog.executor.values["QT"]
+    assert isinstance(q, SparseTensor) and isinstance(qt, SparseTensor)
+    mw = sp.coo_matrix((w, (a * 1000, b)), shape=(n, n)).tocsr()
+    mu = sp.coo_matrix((w + 1.0, (b, a)), shape=(n, n)).tocsr()
+    ref = (0.5 * (mw @ mu) + mw).tocoo()
+    got = {tuple(c): v for c, v in zip(q.coords.tolist(), q.values)}
+    want = {(r, c): v for r, c, v in zip(ref.row.tolist(), ref.col.tolist(), ref.data) if v != 0}
+    assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-12 for k in want)
+    ref_t = (mw @ mu).T.tocoo()
+    np.testing.assert_allclose(qt.lookup(np.stack([ref_t.row, ref_t.col], axis=1)), ref_t.data)
+    assert len(qt) == ref_t.nnz
+    assert float(prog.executor.dense("S")) == pytest.approx(ref.data.sum())
+    row = prog.executor.values["Row"]
+    assert row.shape == (n,) and row[1000 * a[0]] == pytest.approx(ref.tocsr()[1000 * a[0]].sum())
+
+
 def test_array_data_declared_sparse(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     w = rng.normal(size=(20, 20)) * (rng.random((20, 20)) < 0.1)

@@ -416,6 +416,8 @@ class Executor:
     def combine(self, name: str, eqs: list[Equation], read: Callable, include_data: bool = True) -> Value:
         """The head's value from its data and all its equations."""
         t = self.prog.tensors[name]
+        if t.sparse and not t.boolean and (sv := sparse_eval.sparse_head(self, t, eqs, read)) is not None:
+            return sv  # a numeric head declared sparse made of sparse products: never dense
         forms = [self.forms.get(e.id) for e in eqs]
         if t.boolean and eqs and all(f is not None for f in forms):
             rel = self.initial(name) if include_data else Relation.empty(len(t.storage_shape), t.storage_shape)

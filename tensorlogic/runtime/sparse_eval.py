@@ -11,8 +11,10 @@ The executor and the dense evaluator call in here through small hooks:
 * `count_applies` / `weight_of` (executor `_count`, relational.count): numeric sums over joins of relations
   and weighted relations are counted relationally, each satisfying assignment weighted by the product of
   its weighted atoms' values (projection as a weighted segment sum);
-* `as_head`: a numeric tensor declared `sparse` that an equation computes is stored as a `SparseTensor`;
-  every other computed numeric tensor stays dense;
+* `sparse_head` / `as_head`: a numeric tensor declared `sparse` that equations compute is stored as a
+  `SparseTensor`, made by scipy sparse products when its equations are sparse products of sparse values
+  (`Q(x,z) = A(x,y) B(y,z)`), else converted from the dense result; every other computed numeric tensor
+  stays dense;
 * `check_dense` (executor `array`): a sparse value whose dense array would not fit in memory is a clear
   error naming the tensor, never an attempt to allocate it;
 * `storage_lines`: the form each data tensor was stored in, for `tl run --stats`.
@@ -55,9 +57,10 @@ def initial_value(t: Any, data: Any) -> np.ndarray | SparseTensor | None:
 
 def may_be_weighted(prog: Any, name: str) -> bool:
     """Whether a numeric tensor may be stored as a sparse tensor (so a numeric sum over it may be counted
-    relationally): data and no equations. The runtime checks the stored value before relying on it."""
+    relationally): data and no equations, or declared sparse. The runtime checks the stored value before
+    relying on it."""
     t = prog.tensors[name]
-    return not t.boolean and not t.has_equations and name in prog.data
+    return not t.boolean and (t.sparse is True or (not t.has_equations and name in prog.data))
 
 
 def weight_of(value: Any) -> SparseTensor | None:
@@ -108,6 +111,69 @@ def _dense_limit() -> int:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
     except (ValueError, OSError, AttributeError):  # not a POSIX system: 1 TB
         return 1 << 40
+
+
+def sparse_head(ex: Any, t: Any, eqs: list, read: Any) -> SparseTensor | None:
+    """A 2-index numeric head declared `sparse` whose equations are all sparse products `A(x,y) B(y,z)` (or
+    sparse reads `W(x,z)`, times constants) of values stored sparse, computed as scipy sparse products and
+    stored as a SparseTensor without any dense array; None when that does not apply (then it is computed
+    dense and converted, `as_head`)."""
+    if (len(t.storage_shape) != 2 or t.virtual_axis is not None or not eqs or t.name in ex.prog.data
+            or read != ex.read_current or not ex.native):
+        return None
+    total = None
+    for eq in eqs:
+        got = _sparse_product(ex, eq, tuple(t.storage_shape))
+        if got is None:
+            return None
+        total = got if total is None else total + got
+    m = total.tocoo()
+    return SparseTensor.from_coo(np.stack([m.row, m.col], axis=1), m.data, t.storage_shape)
+
+
+def _sparse_product(ex: Any, eq: Any, shape: tuple[int, int]) -> Any:
+    """One equation of `sparse_head` as a scipy sparse matrix of the head's shape, or None."""
+    if eq.op != "+" or eq.virtual_var is not None or len(eq.lhs_pos) != 2:
+        return None
+    head = [p.expr.name if isinstance(p.expr, IVar) else None for p in eq.lhs_pos]
+    if None in head or head[0] == head[1]:
+        return None
+    over: tuple[str, ...] = ()
+    body = eq.rhs
+    if isinstance(body, Reduce):
+        over, body = body.over, body.operand
+    factors, divides = (body.factors, body.divides) if isinstance(body, Join) else ([body], [False])
+    scale, mats = 1.0, []
+    for f, d in zip(factors, divides):
+        if isinstance(f, Const):
+            scale = scale / float(f.value) if d else scale * float(f.value)
+            continue
+        if d or not _two_vars(f):
+            return None
+        mat = ex.sparse_matrix(f)
+        names = (f.pos[0].expr.name, f.pos[1].expr.name)
+        if mat is None or any(eq.ranges[v] != (0, s) for v, s in zip(names, mat.shape)):
+            return None
+        mats.append((mat, names))
+    if len(mats) == 1 and not over:
+        (mat, (a, c)), = mats
+    elif len(mats) == 2 and len(over) == 1:
+        (m1, (p1, q1)), (m2, (p2, q2)) = mats
+        b = over[0]
+        if b not in (p1, q1) or b not in (p2, q2):
+            return None
+        m1, a = (m1, p1) if q1 == b else (m1.T, q1)
+        m2, c = (m2, q2) if p2 == b else (m2.T, p2)
+        mat = m1 @ m2
+    else:
+        return None
+    if (a, c) == (head[1], head[0]):
+        mat = mat.T
+    elif (a, c) != tuple(head):
+        return None
+    if mat.shape != shape or not np.isfinite(scale):
+        return None
+    return mat * scale if scale != 1.0 else mat
 
 
 def storage_lines(ex: Any) -> list[str]:
