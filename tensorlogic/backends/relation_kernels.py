@@ -202,6 +202,107 @@ def chain_fixpoint(words: np.ndarray, delta: np.ndarray, n1: int, chains: np.nda
 
 
 @njit(cache=True, nogil=True)
+def row_fixpoint(known: np.ndarray, delta: np.ndarray, n0: int, n1: int, chains: np.ndarray, steps: np.ndarray,
+                 ptr: np.ndarray, idx: np.ndarray, max_ext: int):  # pragma: no cover - compiled
+    """`chain_fixpoint` for chains that keep the head's first variable (no left steps, no flip: left-linear
+    closures such as `R(x,z) <- R(x,y), E(y,z)`): the facts of row x derive only facts of row x, so the
+    fixpoint runs row by row, each as a breadth-first search from the row's delta over a bitmap of that row
+    alone (L1-resident, no bitmap of the key space, no page faults). `known` and `delta` are sorted keys
+    x * n1 + y (delta among known). Returns (every fact, sorted; new facts per round; candidates tested):
+    round r of the global semi-naive loop finds exactly the facts at depth r of the rows' searches."""
+    nw = (n1 + 63) // 64
+    row = np.zeros(nw, dtype=np.uint64)
+    cur = np.empty(n1 + 1, dtype=np.int64)
+    nxt = np.empty(n1 + 1, dtype=np.int64)
+    stamp = np.zeros(max_ext, dtype=np.int64)
+    token = 1
+    bufs = np.empty((2, max_ext + 1), dtype=idx.dtype)
+    ybuf = bufs[0]
+    ytmp = bufs[1]
+    counts = np.zeros(64, dtype=np.int64)
+    deepest = 0
+    derived = 0
+    out = np.empty(max(1024, 2 * known.shape[0]), dtype=np.int64)
+    n = 0
+    ki = 0
+    di = 0
+    for a in range(n0):
+        lo = a * n1
+        hi = lo + n1
+        k0 = ki
+        while ki < known.shape[0] and known[ki] < hi:
+            y = np.uint64(known[ki] - lo)
+            row[y >> np.uint64(6)] |= _ONE << (y & _SIXTY_THREE)
+            ki += 1
+        if ki == k0:
+            continue
+        nf = 0
+        while di < delta.shape[0] and delta[di] < hi:
+            cur[nf] = delta[di] - lo
+            nf += 1
+            di += 1
+        total = ki - k0
+        level = 0
+        while nf:
+            nn = 0
+            for f in range(nf):
+                b = cur[f]
+                for c in range(chains.shape[0]):
+                    r0 = chains[c, 3]
+                    r1 = chains[c, 4]
+                    if r1 == r0:
+                        ny = 1
+                        ybuf[0] = b
+                    elif r1 == r0 + 1:
+                        po = steps[r0, 0]
+                        io = steps[r0, 1]
+                        ny = 0
+                        for j in range(io + ptr[po + b], io + ptr[po + b + 1]):
+                            ybuf[ny] = idx[j]
+                            ny += 1
+                    else:
+                        ny, token = _reach(b, r0, r1, steps, ptr, idx, stamp, token, ybuf, ytmp)
+                    derived += ny
+                    for t in range(ny):
+                        y = np.uint64(ybuf[t])
+                        w = y >> np.uint64(6)
+                        m = _ONE << (y & _SIXTY_THREE)
+                        if row[w] & m:
+                            continue
+                        row[w] |= m
+                        nxt[nn] = ybuf[t]
+                        nn += 1
+            if nn == 0:
+                break
+            if level == counts.shape[0]:
+                more = np.zeros(2 * level, dtype=np.int64)
+                more[:level] = counts
+                counts = more
+            counts[level] += nn
+            level += 1
+            total += nn
+            cur, nxt = nxt, cur
+            nf = nn
+        deepest = max(deepest, level)
+        if n + total > out.shape[0]:
+            grown = np.empty(max(2 * out.shape[0], n + total), dtype=np.int64)
+            grown[:n] = out[:n]
+            out = grown
+        for w in range(nw):  # the row's facts in order; the row bitmap is zero again after
+            x = row[w]
+            if x == 0:
+                continue
+            base = lo + w * 64
+            while x:
+                low = x & (~x + _ONE)
+                out[n] = base + _DEBRUIJN_POS[(low * _DEBRUIJN) >> np.uint64(58)]
+                n += 1
+                x ^= low
+            row[w] = 0
+    return out[:n], counts[:deepest], derived
+
+
+@njit(cache=True, nogil=True)
 def radix_sort(keys: np.ndarray, bits: int) -> np.ndarray:  # pragma: no cover - compiled
     """`keys` (non-negative int64, below 2**bits) sorted: a least-significant-digit radix sort with 11-bit
     digits (numpy's comparison sort takes several times longer on a few hundred thousand keys)."""
@@ -245,6 +346,7 @@ def warm() -> None:
     ptr = np.array([0, 1, 1], dtype=np.int64)
     idx = np.array([1], dtype=np.int32)
     chain_fixpoint(words, np.array([1], dtype=np.int64), 2, chains, steps, ptr, idx, 2)
+    row_fixpoint(np.array([1], dtype=np.int64), np.array([1], dtype=np.int64), 2, 2, chains, steps, ptr, idx, 2)
     bitmap_keys(words, 1)
     radix_sort(np.array([3, 1], dtype=np.int64), 2)
     clear_words(words, np.array([1], dtype=np.int64))

@@ -130,10 +130,22 @@ def kernel_fixpoint(kern: ModuleType, name: str, chains: list[_Chain], shape: tu
     `delta`, the last round's new keys, among them): (relation, rounds, derived tuples)."""
     n0, n1 = shape
     ext = n0 * n1
+    table, steps, ptr, idx, most = _steps(chains)
+    if all(not ch.flip and not ch.left for ch in chains):  # row by row: see relation_kernels.row_fixpoint
+        known = runs[0] if len(runs) == 1 else kern.radix_sort(
+            np.concatenate([r.astype(np.int64, copy=False) for r in runs]), max(1, (ext - 1).bit_length()))
+        d = delta.astype(np.int64)
+        if d.shape[0] > 1 and not bool(np.all(d[1:] > d[:-1])):
+            d = np.sort(d)
+        out, counts, more = kern.row_fixpoint(known.astype(np.int64, copy=False), d, n0, n1, table, steps, ptr,
+                                              idx, most)
+        if debug:
+            for j, c in enumerate(counts.tolist()):
+                print(f"[fixpoint] round {rounds + j + 1}: {name}: +{c} (compiled, row by row)", file=sys.stderr)
+        return Relation._make(shape, keys=out), rounds + int(counts.shape[0]), derived + int(more)
     words = _bitmap((ext + 63) // 64)
     for r in runs:
         kern.set_bits(words, r.astype(np.int64, copy=False))
-    table, steps, ptr, idx, most = _steps(chains)
     keys, ends, more = kern.chain_fixpoint(words, delta.astype(np.int64), n1, table, steps, ptr, idx, most)
     nd = delta.shape[0]
     if debug:
