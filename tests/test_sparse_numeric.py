@@ -239,6 +239,49 @@ def test_sparse_products_into_a_sparse_head_never_go_dense(tmp_path: Path) -> No
     assert row.shape == (n,) and row[1000 * a[0]] == pytest.approx(ref.tocsr()[1000 * a[0]].sum())
 
 
+def _closure_pairs(n: int, src: np.ndarray, dst: np.ndarray) -> set[tuple[int, int]]:
+    """(x, y) with a path of one or more edges from x to y (networkx, independent of the engine)."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from(zip(src.tolist(), dst.tolist()))
+    out = set()
+    for v in range(n):
+        for s in g.successors(v):
+            out |= {(v, s)} | {(v, d) for d in nx.descendants(g, s)}
+    return out
+
+
+@pytest.mark.parametrize("form", ["", "sparse", "dense"])
+def test_rules_over_a_weighted_graph_join_its_support(tmp_path: Path, monkeypatch, form: str) -> None:
+    rng = np.random.default_rng(12)
+    n, m = 120, 150
+    a, b = rng.integers(0, n, m), rng.integers(0, n, m)
+    _write_tsv(tmp_path / "W.tsv", np.stack([a, b], axis=1), rng.random(m) + 0.1)
+    if form != "dense":
+        def refuse(self):
+            raise AssertionError(f"{self!r} was made dense")
+
+        monkeypatch.setattr(SparseTensor, "to_dense", refuse)
+    src = (f'W = "W.tsv"\ntensor W[{n}, {n}] {form}\nReach(x, y) <- W(x, y)\n'
+           "Reach(x, z) <- Reach(x, y), W(y, z)\nReach(x, y)?\n")
+    prog = tl.Program(src, base_dir=tmp_path)
+    (answer,) = prog.run()
+    assert {tuple(r) for r in answer.value} == _closure_pairs(n, a, b)
+    assert any(s.kind == "semi-naive" for s in prog.report.strata)
+
+
+def test_rules_over_negative_weights_keep_the_step_of_the_sum(tmp_path: Path) -> None:
+    rng = np.random.default_rng(13)
+    ids, w, dense = _weighted(rng, (12, 12), 40)  # normal weights: some negative
+    _write_tsv(tmp_path / "W.tsv", ids, w)
+    for form in ("sparse", "dense"):
+        prog = tl.Program(f'W = "W.tsv"\ntensor W[12, 12] {form}\nH(x) <- W(x, y)\nH(x)?\n', base_dir=tmp_path)
+        (answer,) = prog.run()
+        assert sorted(r[0] for r in answer.value) == np.flatnonzero(dense.sum(axis=1) > 0).tolist()
+
+
 def test_array_data_declared_sparse(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     w = rng.normal(size=(20, 20)) * (rng.random((20, 20)) < 0.1)

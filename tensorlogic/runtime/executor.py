@@ -94,8 +94,8 @@ class Executor:
     def forms(self) -> dict:
         """Each equation's relational form (or None), per analysis: made once, shared by its executors."""
         if "forms" not in self._strata:
-            self._strata["forms"] = {eq.id: relational.relational_form(eq, self.is_boolean)
-                                     for eq in self.prog.equations}
+            atom = sparse_eval.atom_predicate(self.prog, self.is_boolean)  # relations, nonnegative weights
+            self._strata["forms"] = {eq.id: relational.relational_form(eq, atom) for eq in self.prog.equations}
         return self._strata["forms"]
 
     def _reads_of(self, st: Stratum) -> set[str]:

@@ -17,6 +17,8 @@ The executor and the dense evaluator call in here through small hooks:
   stays dense;
 * `check_dense` (executor `array`): a sparse value whose dense array would not fit in memory is a clear
   error naming the tensor, never an attempt to allocate it;
+* `atom_predicate` (executor `forms`): a Boolean rule may join a weighted relation with no negative weight
+  as the relation of its nonzero cells (semi-naive evaluation over a weighted graph, never dense);
 * `storage_lines`: the form each data tensor was stored in, for `tl run --stats`.
 
 Anything else (elementwise use, a read inside a function, a query) reads the tensor dense: the executor's
@@ -61,6 +63,26 @@ def may_be_weighted(prog: Any, name: str) -> bool:
     relying on it."""
     t = prog.tensors[name]
     return not t.boolean and (t.sparse is True or (not t.has_equations and name in prog.data))
+
+
+def atom_predicate(prog: Any, is_boolean: Any) -> Any:
+    """What a Boolean rule body may join as a relation: Boolean tensors, and weighted relations whose tuple
+    data (a file of the analysis) has no negative weight. For those the rule's value, the step of the summed
+    products, is 1 exactly where some assignment has every atom nonzero, so the support joins relationally
+    (`executor.relation` gives it) and the weighted graph is never made dense."""
+    ok: dict[str, bool] = {}
+
+    def atom(name: str) -> bool:
+        if is_boolean(name):
+            return True
+        if name not in ok:
+            t, data = prog.tensors[name], prog.data.get(name)
+            w = getattr(data, "weights", None)
+            ok[name] = (not t.has_equations and t.virtual_axis is None and w is not None
+                        and (len(w) == 0 or float(np.min(w)) >= 0))
+        return ok[name]
+
+    return atom
 
 
 def weight_of(value: Any) -> SparseTensor | None:
