@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .relation_keys import _encode, _fits, _rank_rows
+from .relation_keys import _col_max, _col_min, _encode, _fits, _rank_rows
 from .relations import Relation
 
 __all__ = ["SparseTensor", "choose_form", "coo_bytes", "data_form", "dense_bytes"]
@@ -112,17 +112,18 @@ class SparseTensor:
         if ids.shape[0] != w.shape[0]:
             raise ValueError(f"{ids.shape[0]} coordinates but {w.shape[0]} values")
         if ids.shape[0] and len(shape):
-            bad = np.flatnonzero((ids.min(axis=0) < 0) | (ids.max(axis=0) >= np.asarray(shape, dtype=np.int64)))
+            bad = np.flatnonzero((_col_min(ids) < 0) | (_col_max(ids) >= np.asarray(shape, dtype=np.int64)))
             if bad.size:
                 raise ValueError(f"position {int(bad[0])} holds values outside [0, {shape[int(bad[0])]})")
         if _fits(shape):
             keys = _encode(ids, shape)
-            order = np.argsort(keys, kind="stable")
+            order = np.argsort(keys)  # (duplicates are summed: no need for a stable sort)
             keys, w = keys[order], w[order]
             starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1]))) if len(keys) else keys
             if len(starts) < len(keys):
                 keys, w = keys[starts], np.add.reduceat(w, starts)
-            coords = ids[order][starts] if len(starts) < len(order) else ids[order]
+                order = order[starts]
+            coords = ids[order]
         else:
             order = np.lexsort(ids.T[::-1]) if len(shape) else np.arange(len(w))
             ids, w = ids[order], w[order]
