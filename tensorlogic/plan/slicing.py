@@ -124,11 +124,10 @@ def _prod(sizes: dict[str, int], labels) -> int:
 def simulate_path(inputs: tuple[tuple[str, ...], ...], output: tuple[str, ...], path: list[tuple[int, int]],
                   sizes: dict[str, int]) -> tuple[int, int]:
     """Run a linear contraction path symbolically with label extents `sizes` (a chunk's extents for sliced
-    labels); returns `(workspace, flops)`: the most elements of pairwise products live at once (the products
-    not yet consumed plus the step's result) and the flops (opt_einsum's convention). A step keeps the labels
+    labels); returns `(workspace, flops)`: the largest pairwise product in elements (the executor's and the
+    planner's measure of a join's workspace) and the flops (opt_einsum's convention). A step keeps the labels
     still needed by another operand or the output; the last step produces `output`."""
     ops = [tuple(t) for t in inputs]
-    made = [0] * len(ops)
     out = set(output)
     work = flops = 0
     for n, (i, j) in enumerate(path):
@@ -142,12 +141,10 @@ def simulate_path(inputs: tuple[tuple[str, ...], ...], output: tuple[str, ...], 
             kept = tuple(lab for lab in involved if lab in need)
         size = _prod(sizes, kept)
         flops += _prod(sizes, involved) * (2 if len(kept) < len(involved) else 1)
-        work = max(work, sum(made) + size)
+        work = max(work, size)
         for k in sorted((i, j), reverse=True):
             ops.pop(k)
-            made.pop(k)
         ops.append(kept)
-        made.append(size)
     return work, flops
 
 
@@ -160,7 +157,7 @@ class SlicedJoin:
     chunks: tuple[tuple[str, int], ...]  # (label, values per chunk); empty: not sliced
     n_chunks: int
     flops: int  # over all chunks
-    chunk_workspace: int  # products live at once within one chunk
+    chunk_workspace: int  # the largest pairwise product of one chunk
     accumulator: int  # the join's result, filled chunk by chunk (0 when not sliced)
 
     @property
@@ -244,7 +241,7 @@ def _slice_join(inputs: tuple[tuple[str, ...], ...], output: tuple[str, ...], si
                 if not chunks:  # every chunk covers its label: the planned order alone fits
                     return SlicedJoin(plan, (), 1, flops, work, 0)
                 note = (f"run in {n:,} chunks of {', '.join(f'{lab}: {c}' for lab, c in chunks)} values; "
-                        f"workspace {acc + work:,} elements (result {acc:,} + one chunk's products {work:,}) "
+                        f"workspace {acc + work:,} elements (result {acc:,} + one chunk's largest product {work:,}) "
                         f"within {limit:,}")
                 extra = dict(plan.extra)
                 extra["slicing_reason"] = note
@@ -262,7 +259,7 @@ def slice_join(inputs: list[tuple[str, ...]], output: tuple[str, ...], sizes: di
     """The join `inputs -> output` run within `limit` elements of workspace: unsliced when its plan fits,
     else sliced over the labels the planner chooses (`choose_slices`), in chunks of as many values as fit
     (one BLAS call per step and chunk, not per value). The workspace of a sliced join is its result (an
-    accumulator) plus the products one chunk holds at once. Raises `ValueError` when slicing cannot fit."""
+    accumulator) plus one chunk's largest pairwise product. Raises `ValueError` when slicing cannot fit."""
     used = {v for t in inputs for v in t} | set(output)
     key = tuple(sorted((v, int(n)) for v, n in sizes.items() if v in used))
     return _slice_join(tuple(tuple(t) for t in inputs), tuple(output), key, int(limit))

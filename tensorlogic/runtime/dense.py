@@ -191,6 +191,7 @@ class DenseEvaluator:
         self.steps: list = []  # contraction plans used, for TL_DEBUG=plan
         self.max_transient = 0  # bytes of the largest intermediate of a pairwise step
         self.prefer: tuple[str, ...] = ()  # the left side's variables: a join's result is laid out in this order
+        self.join_limit: int | None = None  # bytes a join may use (memory budget); beyond, sliced (runtime/sliced.py)
 
     @property
     def where(self) -> str:
@@ -311,6 +312,11 @@ class DenseEvaluator:
             return Labeled(arr * scale if scale != 1 else arr, tuple(v for v in x.vars if v not in over))
         sizes = {v: self.ranges[v][1] - self.ranges[v][0] for v in allv}
         plan = cached_plan_join([x.vars for x in xs], out, sizes)
+        if self.join_limit is not None:  # under a memory budget: sliced when it does not fit (runtime/sliced.py)
+            from .sliced import sliced_join
+
+            if (res := sliced_join(self, n, xs, out, sizes, scale, plan)) is not None:
+                return res
         self.steps.append(plan)
         ops = list(xs)
         last = len(plan.steps) - 1

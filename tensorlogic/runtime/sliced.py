@@ -6,8 +6,9 @@ Under a memory budget the executor gives each dense evaluator `join_limit`, the 
 (an accumulator) plus one chunk's pairwise products fit. Each chunk takes basic slices (views, no copies) of
 the operands along the sliced labels, runs the planned pairwise steps on them (one BLAS call per step and
 chunk), and adds its result into the accumulator: into the chunk's part of it for a sliced output label, onto
-all of it for a summed one. The evaluator's `max_transient` counts the computed factors, the accumulator and
-the largest set of a chunk's products live at once, so the executor's peak stays under the budget.
+all of it for a summed one. The evaluator's `max_transient` counts the accumulator and a chunk's largest
+pairwise product (the executor's measure of a join's workspace: its largest intermediate), so the peak the
+executor counts stays under the budget.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from ..ir.nodes import Const, Join, Read
+from ..ir.nodes import Join
 from ..plan.slicing import slice_join
 from ..syntax.diagnostics import TLRuntimeError
 
@@ -36,12 +37,6 @@ def use_budget(executor: Any, budget: int | None) -> None:
     executor.memory_budget = budget
 
 
-def _held(n: Join, xs: list) -> int:
-    """Bytes of the factors the join computed (not plain reads of stored tensors): held until it returns."""
-    return sum(int(x.arr.nbytes) for f, x, d in zip(n.factors, xs, n.divides)
-               if d or not isinstance(f, Read | Const))
-
-
 def sliced_join(ev: Any, n: Join, xs: list, out: tuple[str, ...], sizes: dict[str, int], scale: int,
                 base: Any = None) -> Any:
     """The join of the labelled arrays `xs` summed onto `out`, within `ev.join_limit` bytes (see the module
@@ -50,8 +45,7 @@ def sliced_join(ev: Any, n: Join, xs: list, out: tuple[str, ...], sizes: dict[st
     from .dense import Labeled, _in_order, _subscripts
 
     xp = ev.xp
-    held = _held(n, xs)
-    limit = (ev.join_limit - held) // BYTES
+    limit = ev.join_limit // BYTES
     inputs = [x.vars for x in xs]
     try:
         if limit < 1:
@@ -60,7 +54,7 @@ def sliced_join(ev: Any, n: Join, xs: list, out: tuple[str, ...], sizes: dict[st
     except ValueError as e:
         raise TLRuntimeError(
             f"the join in {ev.where} does not fit in what is left of the memory budget "
-            f"({max(ev.join_limit, 0):,} bytes, {held:,} of them taken by its computed factors): {e}",
+            f"({max(ev.join_limit, 0):,} bytes): {e}",
             getattr(n, "span", None),
             hint="raise the memory budget (tl plan --memory-budget shows where the memory goes)") from None
     plan = sj.plan
@@ -85,7 +79,6 @@ def sliced_join(ev: Any, n: Join, xs: list, out: tuple[str, ...], sizes: dict[st
             if any(v in at for v in x.vars):  # basic slicing: a view
                 arr = arr[tuple(slice(*at[v]) if v in at else slice(None) for v in x.vars)]
             ops.append(Labeled(arr, x.vars))
-        made = [0] * len(ops)
         for k, (i, j) in enumerate(plan.path):
             a, b = ops[i], ops[j]
             rest = [o.vars for m, o in enumerate(ops) if m not in (i, j)]
@@ -95,13 +88,10 @@ def sliced_join(ev: Any, n: Join, xs: list, out: tuple[str, ...], sizes: dict[st
                 keep = need.union(*map(set, rest))
                 kept = tuple(v for v in dict.fromkeys(a.vars + b.vars) if v in keep)
             res = ev.backend.contract(_subscripts(a.vars, b.vars, kept), a.arr, b.arr)
-            size = int(res.nbytes)
-            ev.max_transient = max(ev.max_transient, held + (acc.nbytes if acc is not None else 0) + sum(made) + size)
+            ev.max_transient = max(ev.max_transient, int(res.nbytes) + (int(acc.nbytes) if acc is not None else 0))
             for m in sorted((i, j), reverse=True):
                 ops.pop(m)
-                made.pop(m)
             ops.append(Labeled(res, kept))
-            made.append(size)
         if acc is None:
             break
         index = tuple(slice(*at[v]) if v in at else slice(None) for v in order)
