@@ -83,6 +83,7 @@ class Executor:
         self.join_cache: dict = {}  # common sub-joins computed once (keyed by signature and value versions)
         self.shared_joins = 0
         self.peak_bytes = 0  # the most bytes of tensor values live at once, counted by the executor
+        self.memory_budget: int | None = None  # joins beyond what is left of it run in slices (runtime/sliced.py)
         self.largest_relation: tuple[str, int, int] = ("", 0, 0)  # (name, bytes, tuples) of the largest held
 
     @property
@@ -94,8 +95,8 @@ class Executor:
     def forms(self) -> dict:
         """Each equation's relational form (or None), per analysis: made once, shared by its executors."""
         if "forms" not in self._strata:
-            atom = sparse_eval.atom_predicate(self.prog, self.is_boolean)  # relations, nonnegative weights
-            self._strata["forms"] = {eq.id: relational.relational_form(eq, atom) for eq in self.prog.equations}
+            self._strata["forms"] = {eq.id: relational.relational_form(eq, self.is_boolean)
+                                     for eq in self.prog.equations}
         return self._strata["forms"]
 
     def _reads_of(self, st: Stratum) -> set[str]:
@@ -380,6 +381,8 @@ class Executor:
         _, lhs, shape, lhs_vars = self._pos[key]
         ev = DenseEvaluator(self.backend, read, rng, self.functions, eq)
         ev.prefer = lhs_vars
+        if self.memory_budget is not None:  # what a join may use: the budget less what is live and the result
+            ev.join_limit = self.memory_budget - self.live_bytes() - (0 if into is not None else _nbytes_of(shape))
         if read == self.read_current:  # reads see stored values: identical sub-joins can be shared
             ev.cache, ev.versions = self.join_cache, self.values.version
             ev.read_sparse = self.sparse_matrix
@@ -416,8 +419,6 @@ class Executor:
     def combine(self, name: str, eqs: list[Equation], read: Callable, include_data: bool = True) -> Value:
         """The head's value from its data and all its equations."""
         t = self.prog.tensors[name]
-        if t.sparse and not t.boolean and (sv := sparse_eval.sparse_head(self, t, eqs, read)) is not None:
-            return sv  # a numeric head declared sparse made of sparse products: never dense
         forms = [self.forms.get(e.id) for e in eqs]
         if t.boolean and eqs and all(f is not None for f in forms):
             rel = self.initial(name) if include_data else Relation.empty(len(t.storage_shape), t.storage_shape)
@@ -720,3 +721,8 @@ def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...]
     xp.add.at(acc, idx, v)
     xp.add.at(count, idx, float(per_cell))
     return acc, count
+
+
+def _nbytes_of(shape: tuple[int, ...]) -> int:
+    """Bytes of a float64 array of this shape (a left side's result, under a memory budget)."""
+    return int(np.prod(shape, dtype=np.int64)) * 8
