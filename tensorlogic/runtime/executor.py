@@ -95,8 +95,8 @@ class Executor:
     def forms(self) -> dict:
         """Each equation's relational form (or None), per analysis: made once, shared by its executors."""
         if "forms" not in self._strata:
-            self._strata["forms"] = {eq.id: relational.relational_form(eq, self.is_boolean)
-                                     for eq in self.prog.equations}
+            atom = sparse_eval.atom_predicate(self.prog, self.is_boolean)  # relations, nonnegative weights
+            self._strata["forms"] = {eq.id: relational.relational_form(eq, atom) for eq in self.prog.equations}
         return self._strata["forms"]
 
     def _reads_of(self, st: Stratum) -> set[str]:
@@ -419,6 +419,8 @@ class Executor:
     def combine(self, name: str, eqs: list[Equation], read: Callable, include_data: bool = True) -> Value:
         """The head's value from its data and all its equations."""
         t = self.prog.tensors[name]
+        if t.sparse and not t.boolean and (sv := sparse_eval.sparse_head(self, t, eqs, read)) is not None:
+            return sv  # a numeric head declared sparse made of sparse products: never dense
         forms = [self.forms.get(e.id) for e in eqs]
         if t.boolean and eqs and all(f is not None for f in forms):
             rel = self.initial(name) if include_data else Relation.empty(len(t.storage_shape), t.storage_shape)
