@@ -51,7 +51,17 @@ class _Chain:
     left: list[tuple[np.ndarray, np.ndarray]]  # CSR of A(i), A(i-1), ... by their right variable
     flip: bool  # the recursive atom reads R(v(i+1), v(i))
     sizes: list[int]  # extent of each path variable v0..vk
-    mats: list  # scipy CSR matrix of each atom along the path (None for the recursive one), for large rounds
+    path: list  # (left, right) columns of each atom along the path (None for the recursive one)
+    _mats: list | None = None
+
+    @property
+    def mats(self) -> list:
+        """scipy CSR matrix of each atom along the path (None for the recursive one), for large rounds: built
+        on first use (the compiled kernels never need them)."""
+        if self._mats is None:
+            self._mats = [None if p is None else _csr_matrix(p[0], p[1], self.sizes[i], self.sizes[i + 1])
+                          for i, p in enumerate(self.path)]
+        return self._mats
 
 
 def compact_ids(rel: Relation, delta: Relation, outside: dict[str, Relation]
@@ -149,8 +159,7 @@ def chain_rules(ex: Executor, st: Stratum, full: dict[str, Relation], outside: d
             return None
         right = [_csr_index(*path[i], sizes[i]) for i in range(rec + 1, len(path))]
         lefts = [_csr_index(path[i][1], path[i][0], sizes[i + 1]) for i in range(rec - 1, -1, -1)]
-        mats = [None if p is None else _csr_matrix(p[0], p[1], sizes[i], sizes[i + 1]) for i, p in enumerate(path)]
-        chains.append(_Chain(right, lefts, flip, sizes, mats))
+        chains.append(_Chain(right, lefts, flip, sizes, path))
     return chains
 
 
