@@ -22,6 +22,9 @@ Threads: BLAS / OpenMP pools and DuckDB are set to ``--threads`` (default 1) bef
 engine runs with the same number of threads. Times are the best of ``--repeats`` (default 3) runs; a run
 slower than 5 s is not repeated. The machine may be shared: compare the ratio column, measured in one process.
 
+The compiled chain kernels (numba, `backends/relation_kernels.py`) are loaded before the runs and their load
+time printed; ``TL_NUMBA=0 python bench/datalog.py`` measures the numpy rounds instead.
+
 Run from the repository root: ``python bench/datalog.py [--big] [--only TC] [--graphs OL,cal]``.
 """
 
@@ -329,6 +332,13 @@ def main() -> int:
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"cores: {os.cpu_count()}, {affinity} usable; threads: DuckDB {args.threads}, "
           + ", ".join(f"{v}={os.environ[v]}" for v in THREAD_VARS[:3]))
+    from tensorlogic.runtime import chain_kernels
+
+    t = time.perf_counter()
+    kern = chain_kernels._load() if os.environ.get("TL_NUMBA", "").strip() != "0" else None
+    print("compiled chain kernels: " + (f"numba, loaded in {time.perf_counter() - t:.2f} s (first call: import "
+                                        "and numba's cached or fresh compilation; not in the times below)"
+                                        if kern is not None else "off (numpy rounds; TL_NUMBA=0 or no numba)"))
     souffle = shutil.which("souffle")
     print(f"souffle: {souffle or 'not on PATH (skipped)'}; times: best of {args.repeats}, seconds, evaluation "
           "only (tl total: parse + analyse + evaluate)")

@@ -120,6 +120,25 @@ def test_chain_closure_closed_form_on_both_paths(mode, n):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("rule", ["R(x,z) <- R(x,y), Edge(y,z).", "R(x,z) <- Edge(x,y), R(y,z).",
+                                  "R(x,z) <- Edge(x,y), R(y,z).\nR(x,z) <- Edge(x,y), Edge(y,w), R(w,z)."])
+def test_left_and_right_linear_closures_on_a_random_graph_match_networkx(mode, rule):
+    """Left-linear rules run row by row, right-linear ones column by column (on transposed keys)."""
+    import networkx as nx
+
+    rng = np.random.default_rng(7)
+    n = 60
+    edges = sorted({(int(a), int(b)) for a, b in rng.integers(0, n, size=(90, 2))})
+    g = nx.DiGraph(edges)
+    want = {(x, y) for x in g for y in nx.descendants(g, x)}
+    want |= {(x, x) for x in g if any(x in nx.descendants(g, s) or s == x for s in g.successors(x))}
+    got, rounds = evaluate("R(x,y) <- Edge(x,y).\n" + rule + "\n", n, edges, [], mode)
+    assert got == want
+    assert rounds == naive([([("Edge", "x", "y")], "x", "y"), ([("R", "x", "y"), ("Edge", "y", "z")], "x", "z")],
+                           {"Edge": set(edges)})[1] or "Edge(y,w)" in rule
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_same_generation_on_a_binary_tree_on_both_paths(mode):
     depth = 7
     child = np.arange(1, 2 ** (depth + 1) - 1)

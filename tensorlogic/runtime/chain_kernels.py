@@ -131,17 +131,29 @@ def kernel_fixpoint(kern: ModuleType, name: str, chains: list[_Chain], shape: tu
     n0, n1 = shape
     ext = n0 * n1
     table, steps, ptr, idx, most = _steps(chains)
-    if all(not ch.flip and not ch.left for ch in chains):  # row by row: see relation_kernels.row_fixpoint
-        known = runs[0] if len(runs) == 1 else kern.radix_sort(
-            np.concatenate([r.astype(np.int64, copy=False) for r in runs]), max(1, (ext - 1).bit_length()))
+    rows = all(not ch.flip and not ch.left for ch in chains)  # each fact derives facts of its own row only
+    cols = all(not ch.flip and not ch.right for ch in chains)  # ... of its own column only (right-linear)
+    if rows or cols:  # row by row (columns: on the transposed keys): see relation_kernels.row_fixpoint
+        bits = max(1, (ext - 1).bit_length())
+        known = np.concatenate([r.astype(np.int64, copy=False) for r in runs]) if len(runs) > 1 else runs[0]
         d = delta.astype(np.int64)
-        if d.shape[0] > 1 and not bool(np.all(d[1:] > d[:-1])):
+        if not rows:  # transpose: key y * n0 + x; the left steps become right steps
+            known, d = (np.divmod(k, n1) for k in (known, d))
+            known, d = known[1] * n0 + known[0], d[1] * n0 + d[0]
+            table = table[:, [0, 3, 4, 1, 2]].copy()
+        if len(runs) > 1 or not rows:
+            known, d = kern.radix_sort(known, bits), kern.radix_sort(d, bits)
+        elif d.shape[0] > 1 and not bool(np.all(d[1:] > d[:-1])):
             d = np.sort(d)
-        out, counts, more = kern.row_fixpoint(known.astype(np.int64, copy=False), d, n0, n1, table, steps, ptr,
+        m0, m1 = (n0, n1) if rows else (n1, n0)
+        out, counts, more = kern.row_fixpoint(known.astype(np.int64, copy=False), d, m0, m1, table, steps, ptr,
                                               idx, most)
+        if not rows:
+            y, x = np.divmod(out, n0)
+            out = kern.radix_sort(x * n1 + y, bits)
         if debug:
             for j, c in enumerate(counts.tolist()):
-                print(f"[fixpoint] round {rounds + j + 1}: {name}: +{c} (compiled, row by row)", file=sys.stderr)
+                print(f"[fixpoint] round {rounds + j + 1}: {name}: +{c} (compiled, by rows)", file=sys.stderr)
         return Relation._make(shape, keys=out), rounds + int(counts.shape[0]), derived + int(more)
     words = _bitmap((ext + 63) // 64)
     for r in runs:
