@@ -78,6 +78,7 @@ class Program:
         self.last_loss: float | None = None
         self._grad_programs: dict = {}
         self._strata_cache: tuple = (None, {})
+        self._shared_cache: tuple = (None, None)  # (analysis, what the executor runs: plan/sharing.py)
         self._renames: dict[str, str] = {}  # with `set history = 1`: a state's initial data is <state>_Init
 
     # ------------------------------------------------------------ stages
@@ -135,10 +136,18 @@ class Program:
             self.analyze(**self._inputs)
         return self._analyzed
 
+    def _run_analysis(self) -> Analyzed:
+        """The analysis the executor runs: shared sub-joins computed once (plan/sharing.py), per analysis."""
+        if self._shared_cache[0] is not self.analyzed:
+            from .plan.sharing import share_subjoins
+
+            self._shared_cache = (self.analyzed, share_subjoins(self.analyzed))
+        return self._shared_cache[1]
+
     @property
     def executor(self) -> Executor:
         if self._executor is None:
-            a = self.analyzed
+            a = self._run_analysis()
             self._executor = Executor(a, self.backend, self.functions, self.seed)
             if self._previous is not None:  # the same analysis, run again: reuse what inputs do not change
                 self._executor.adopt(self._previous)
@@ -261,7 +270,7 @@ class Program:
 
     def plan(self, memory_budget: int | str | None = None, effort: str = "fast") -> ProgramPlan:
         """The whole-program plan of what a run computes: orders, FLOPs, sparse/dense, liveness, peak memory."""
-        a = self.analyzed
+        a = self._run_analysis()
         budget = parse_bytes(memory_budget) if isinstance(memory_budget, str) else memory_budget
         needed = {r.tensor for q in a.queries for r in reads(q.expr)} | {w.tensor for w in a.writes}
         relational = {k: f is not None for k, f in self.executor.forms.items()}

@@ -69,6 +69,7 @@ FAST_INTERVAL_MAX_N = 128
 FAST_INTERVAL_MULTI_MAX_N = 64
 HIGH_RANKS = ("flops", "delta", "size")
 FAST_RECONF_K = 5
+FAST_RECONF_K_LARGE = 7
 FAST_RECONF_K_OUTER = 5
 FAST_RECONF_MIN_SHARE = 0.01
 FAST_RECONF_PASSES = 2
@@ -140,10 +141,11 @@ def _copy(tree: Tree) -> Tree:
 def _fast_reconf(pool: _Best, obj: Objective) -> None:
     tree, algorithm = pool.best
     tree = _copy(tree)
+    # joins too large for the interval phase get larger subtrees (their only global improvement step)
     if reconfigure(
         tree,
         obj,
-        k=FAST_RECONF_K,
+        k=FAST_RECONF_K if tree.net.n <= FAST_INTERVAL_MAX_N else FAST_RECONF_K_LARGE,
         max_passes=FAST_RECONF_PASSES,
         outer_max=FAST_RECONF_K_OUTER,
         min_share=FAST_RECONF_MIN_SHARE,

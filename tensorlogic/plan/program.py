@@ -106,6 +106,8 @@ class ProgramPlan:
     relations: dict[str, tuple[int, bool, int]] = field(default_factory=dict)
     # data tensors: name -> (form: dense | relation | sparse COO, entries, bytes), as the executor stores them
     data_forms: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    # pairs of factors computed once for several joins (plan/sharing.py): one line each
+    shared: list[str] = field(default_factory=list)
 
     @property
     def peak_bytes(self) -> int:
@@ -232,7 +234,8 @@ def plan_program(prog, relational: dict[int, bool], needed: set[str] | None = No
     forms = {name: data_form(prog.tensors[name], prog.data[name]) for name in sorted(prog.data)
              if name in prog.tensors and (needed is None or any(name in st.tensors or name in _reads(st)
                                                                  for st in sts))}
-    return ProgramPlan(plans, sizes, last_use, keep, memory_budget, relations, forms)
+    shared = [s.describe() for s in getattr(prog, "shared", None) or ()]
+    return ProgramPlan(plans, sizes, last_use, keep, memory_budget, relations, forms, shared)
 
 
 def _reads(st: Stratum) -> set[str]:
@@ -279,7 +282,7 @@ def human_bytes(n: int) -> str:
 
 def render(plan: ProgramPlan) -> str:
     """The plan as text: per equation its order, FLOPs, largest intermediate, sparse or dense; the peak."""
-    lines = []
+    lines = list(plan.shared)
     for k, st in enumerate(plan.strata):
         lines.append(f"stratum {k}: {', '.join(st.tensors)} [{st.kind}]  live {human_bytes(st.live_bytes)}, "
                      f"peak {human_bytes(st.peak_bytes)}")
@@ -288,6 +291,10 @@ def render(plan: ProgramPlan) -> str:
             lines.append(f"  {e.text}")
             lines.append(f"    {what}; flops {e.flops:,}; largest intermediate {e.largest_intermediate:,}"
                          f"{' tuples (estimate)' if e.kind == 'relational' else ' elements'}")
+            stored = [f"{r} ({plan.data_forms[r][0]})" for r in sorted({r.tensor for r in reads(e.equation.rhs)})
+                      if e.kind == "dense" and plan.data_forms.get(r, ("dense",))[0] != "dense"]
+            if stored:  # runtime/sparse_eval.py: sparse products and segment sums where the equation allows
+                lines.append(f"    reads {', '.join(stored)}: sparse products and sums, else made dense once")
             for j in e.joins:
                 if j.contraction is not None and j.contraction.steps:
                     for line in str(j.contraction).splitlines()[1:-1]:
