@@ -299,6 +299,10 @@ class Program:
         prog = self.analyzed
         t = prog.tensors[name]
         target = resolve_path(path, self.base_dir)
+        from .runtime.sparse_eval import sparse_table  # a sparse tensor's entries, never its dense array
+
+        if target.suffix.lower() in (".csv", ".tsv") and (table := sparse_table(ex, name)) is not None:
+            return write_tensor_file(target, table, span)
         symbolic = any(prog.domains[d].symbolic for k, d in enumerate(t.domains) if k != t.virtual_axis)
         if target.suffix in (".npy", ".npz") or not (t.boolean or symbolic):
             write_tensor_file(target, ex.dense(name), span)

@@ -282,6 +282,28 @@ def test_rules_over_negative_weights_keep_the_step_of_the_sum(tmp_path: Path) ->
         assert sorted(r[0] for r in answer.value) == np.flatnonzero(dense.sum(axis=1) > 0).tolist()
 
 
+def test_writing_a_sparse_tensor_writes_its_entries(tmp_path: Path, monkeypatch) -> None:
+    rng = np.random.default_rng(14)
+    ids, w, dense = _weighted(rng, (30, 40), 25)
+    names = [f"n{i}" for i in range(30)]
+    (tmp_path / "W.tsv").write_text("".join(f"{names[a]}\t{b}\t{x:.17g}\n" for (a, b), x in zip(ids, w)))
+    (tmp_path / "p.tl").write_text('W = "W.tsv"\ntensor W[Node, 40] sparse\nQ[x, y] = 2 W(x, y)\n'
+                                   'tensor Q[Node, 40] sparse\n"out.tsv" = W\n"q.csv" = Q\n')
+
+    def refuse(self):
+        raise AssertionError(f"{self!r} was made dense")
+
+    monkeypatch.setattr(SparseTensor, "to_dense", refuse)
+    tl.load(tmp_path / "p.tl").run()
+    for path, scale, sep in (("out.tsv", 1.0, "\t"), ("q.csv", 2.0, ",")):
+        got = {}
+        for line in (tmp_path / path).read_text().splitlines():
+            a, b, x = line.split(sep)
+            got[(a, int(b))] = float(x)
+        want = {(f"n{i}", int(j)): scale * dense[i, j] for i, j in np.argwhere(dense != 0)}
+        assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-12 for k in want)
+
+
 def test_array_data_declared_sparse(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     w = rng.normal(size=(20, 20)) * (rng.random((20, 20)) < 0.1)

@@ -19,6 +19,8 @@ The executor and the dense evaluator call in here through small hooks:
   error naming the tensor, never an attempt to allocate it;
 * `atom_predicate` (executor `forms`): a Boolean rule may join a weighted relation with no negative weight
   as the relation of its nonzero cells (semi-naive evaluation over a weighted graph, never dense);
+* `sparse_table` (`api._write`): a sparse tensor written to a `.csv`/`.tsv` file is its entries with their
+  weights, never its dense array;
 * `storage_lines`: the form each data tensor was stored in, for `tl run --stats`.
 
 Anything else (elementwise use, a read inside a function, a query) reads the tensor dense: the executor's
@@ -196,6 +198,20 @@ def _sparse_product(ex: Any, eq: Any, shape: tuple[int, int]) -> Any:
     if mat.shape != shape or not np.isfinite(scale):
         return None
     return mat * scale if scale != 1.0 else mat
+
+
+def sparse_table(ex: Any, name: str) -> Any:
+    """A tensor stored sparse as the rows of a weighted table file (its entries, indices as labels of their
+    domains, then the value), or None when it is not stored sparse."""
+    from .files import TupleData
+
+    v = ex.values[name]  # (ensured by the caller; data is loaded on first access)
+    if not isinstance(v, SparseTensor):
+        return None
+    t = ex.prog.tensors[name]
+    doms = [ex.prog.domains[d] for k, d in enumerate(t.domains) if k != t.virtual_axis]
+    cols = [[d.label(i) for i in v.coords[:, k].tolist()] for k, d in enumerate(doms)]
+    return TupleData(list(zip(*cols)) if cols else [()] * len(v), np.asarray(v.values), len(doms))
 
 
 def storage_lines(ex: Any) -> list[str]:
