@@ -19,6 +19,7 @@ from tensorlogic.backends.numpy_backend import get_backend
 from tensorlogic.cli import main
 from tensorlogic.plan.program import parse_bytes
 from tensorlogic.plan.slicing import MAX_CHUNKS, least_workspace, simulate_path, slice_join
+from tensorlogic.runtime import sliced as runtime_sliced
 from tensorlogic.runtime.dense import DenseEvaluator, Labeled
 from tensorlogic.runtime.sliced import sliced_join
 
@@ -166,7 +167,10 @@ def _torch_grads(vals):
     return {k: t[k].grad.numpy() for k in t}
 
 
-def test_gradients_with_and_without_slicing():
+def test_gradients_with_and_without_slicing(monkeypatch):
+    monkeypatch.setenv("TL_SHARE", "0")  # (sub-join sharing would store A B as a tensor: nothing left to slice)
+    sliced = []
+    monkeypatch.setattr(runtime_sliced, "slice_join", lambda *a: sliced.append(slice_join(*a)) or sliced[-1])
     vals = _three_way(a=2, b=3, c=40, f=30, g=30)
     plain = tl.Program(TRAIN)
     ref = plain.grad("Loss", ["A", "B", "C"], **vals)
@@ -175,13 +179,16 @@ def test_gradients_with_and_without_slicing():
     prog = tl.Program(TRAIN)
     got = prog.grad("Loss", ["A", "B", "C"], memory_budget=budget, **vals)
     assert prog.last_peak_bytes <= budget
+    assert any(sj.chunks for sj in sliced)  # some join of the step did run in slices
     want = _torch_grads(vals)
     for k in ref:
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-12, atol=1e-12)  # only the summation order differs
         np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-10)
 
 
-def test_training_budget_below_reach_gives_the_least_budget():
+def test_training_budget_below_reach_gives_the_least_budget(monkeypatch):
+    # sub-join sharing (plan/sharing.py) would store A B, the product slicing avoids, as a tensor: off here
+    monkeypatch.setenv("TL_SHARE", "0")
     vals = _three_way(a=2, b=3, c=40, f=30, g=30)
     prog = tl.Program(TRAIN)
     with pytest.raises(tl.TLRuntimeError) as info:
@@ -202,3 +209,35 @@ def test_training_budget_below_reach_gives_the_least_budget():
     graph = graph_from_plan(gp.plan(), {"Grad_A", "Grad_C", "Loss"})
     assert max(graph.compute_peak(v) for v in range(graph.n)) > least
     assert not solve(graph, float(least), "milp").feasible
+
+
+def test_tl_run_with_a_budget_and_tl_debug_plan(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "p.tl"
+    path.write_text("index a, b: 2\nindex c: 20\nindex f, g: 24\nA[a, b, c, f] = 1\nB[a, b, c, g] = 1\n"
+                    "C[c, f, g] = 1\n" + THREE_WAY + "S = Y[a, b, f, g]\nS?\n")
+    monkeypatch.setenv("TL_DEBUG", "plan")
+    assert main(["run", "--memory-budget", "250KB", str(path)]) == 0
+    got = capsys.readouterr()
+    assert float(got.out.split("=")[-1]) == pytest.approx(2 * 2 * 24 * 24 * 20.0)  # every product is 1
+    assert "sliced join (stratum" in got.err and re.search(r"sliced over \S+ in [\d,]+ chunks", got.err)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(equations())
+def test_random_programs_under_random_budgets(case):
+    ops, out, sizes, seed, frac = case
+    rng = np.random.default_rng(seed)
+    vals = {f"T{k}": rng.normal(size=[sizes[v] for v in t]) for k, t in enumerate(ops)}
+    rhs = " ".join(f"T{k}[{', '.join(t)}]" for k, t in enumerate(ops))
+    src = (f"Y[{', '.join(out)}] = {rhs}\n" if out else f"Y = {rhs}\n") + "Y?\n"
+    plain = tl.Program(src)
+    plain.run(**vals)
+    probe = tl.Program(src)
+    probe.analyze(**vals)
+    least = probe.plan(1).slicing.least_budget  # (a 1-byte budget does not fit: the least one that does)
+    top = max(plain.executor.peak_bytes, least)
+    budget = int(least + frac * (top - least))
+    prog = tl.Program(src)
+    prog.run(memory_budget=budget, **vals)
+    assert prog.executor.peak_bytes <= budget
+    np.testing.assert_allclose(prog["Y"], _einsum(ops, out, list(vals.values())), rtol=1e-10, atol=1e-10)

@@ -12,6 +12,7 @@ label fill different parts of the output.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Callable
@@ -203,12 +204,18 @@ def _slice_join(inputs: tuple[tuple[str, ...], ...], output: tuple[str, ...], si
     work, flops = simulate_path(inputs, output, base.path, sizes)
     if work <= limit:
         return SlicedJoin(base, (), 1, flops, work, 0)
+    from .contract import plan_join
+
     acc = _prod(sizes, output)
     per = limit - acc
-    if per < 1:
+    if per < 1:  # no room for an accumulator: only another order can fit
+        with contextlib.suppress(ValueError):
+            plan = plan_join(list(inputs), output, sizes, memory_limit=limit)
+            work, flops = simulate_path(inputs, output, plan.path, sizes)
+            if not plan.sliced and work <= limit:
+                return SlicedJoin(plan, (), 1, flops, work, 0)
         raise ValueError(f"its result alone has {acc:,} elements, and slicing needs room for the result and "
                          "one slice's products")
-    from .contract import plan_join
 
     q = 1 << (per.bit_length() - 1)  # planned for a power of two (cached), chunked for the exact limit
     while True:
@@ -247,7 +254,7 @@ def _slice_join(inputs: tuple[tuple[str, ...], ...], output: tuple[str, ...], si
                 extra["slicing_reason"] = note
                 total = flops * n
                 shown = replace(plan, extra=extra, sliced=tuple(lab for lab, _ in chunks), slice_count=n,
-                                flops=total)
+                                flops=total, largest_intermediate=work)
                 return SlicedJoin(shown, chunks, n, total, work, acc)
         if q <= 1:
             raise ValueError("even one value of every index at a time does not fit")
