@@ -16,12 +16,15 @@ Variants, each timed with `time.perf_counter`, best of `REPEATS` runs:
 
 * tensorlogic, first run: `prog.run(**inputs)` on a freshly constructed `tl.Program` (parsing is not timed;
   analysis, planning and execution are), once;
-* tensorlogic, repeated: `prog.run(**inputs)` again on the same Program (plans cached);
+* tensorlogic, repeated: `prog.run(**inputs)` again on the same Program (plans cached, equations compiled);
+* tensorlogic, interpreter: the same with the compiled fast path off (`TL_COMPILE=0`), for before/after;
 * numpy direct: `@` matmuls, broadcasting and fancy indexing, the way one writes the model by hand;
 * numpy einsum: every contraction as one `np.einsum(..., optimize="optimal")` call.
 
-The three outputs are checked to agree (np.allclose, rtol 1e-8) before timing. The target (issue 3) is
-tensorlogic repeated / numpy direct <= 1.10 (PASS/MISS); the table also gives the ratio to the einsum variant.
+The last four are timed interleaved (each repetition runs each variant once), so a change of load on a shared
+machine hits them alike. The outputs are checked to agree (np.allclose, rtol 1e-8) before timing. The
+target (issue 3) is tensorlogic repeated / numpy direct <= 1.10 (PASS/MISS); the table also gives the ratio to
+the einsum variant and the interpreter's ratio.
 
 Diagnostics (what-if variants, to attribute the overhead; all checked against numpy too): the time of
 `prog.analyze(**inputs)` alone (every `run` analyses again); the program with only its first query (shows
@@ -287,6 +290,29 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
+def best_interleaved(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Best time of each function, the functions run in turn in every repetition (so a change of load on a
+    shared machine hits all of them alike)."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
+def interpreted(fn: Callable[[], object]) -> Callable[[], object]:
+    """`fn` run with the compiled fast path off (TL_COMPILE=0: every equation through the interpreter)."""
+    def run() -> object:
+        os.environ["TL_COMPILE"] = "0"
+        try:
+            return fn()
+        finally:
+            del os.environ["TL_COMPILE"]
+    return run
+
+
 def agree(name: str, got: dict[str, np.ndarray], want: dict[str, np.ndarray], what: str) -> None:
     for k, v in want.items():
         g = np.asarray(got[k], dtype=np.float64).reshape(np.shape(v))
@@ -394,29 +420,35 @@ def main() -> int:
         ref = refs[wl.name] = wl.direct()
         agree(wl.name, {k: prog[k] for k in wl.outputs}, ref, "tensorlogic")
         agree(wl.name, wl.einsum(), ref, "einsum")
-        repeated = best_of(lambda wl=wl, prog=prog: prog.run(**wl.inputs), args.repeats)
+        interp = tl.Program(wl.source, file=f"<{wl.name}>")
+        run_interp = interpreted(lambda wl=wl, interp=interp: interp.run(**wl.inputs))
+        run_interp()
+        repeated, interp_t, direct, einsum = best_interleaved(
+            [lambda wl=wl, prog=prog: prog.run(**wl.inputs), run_interp, wl.direct, wl.einsum], args.repeats)
         agree(wl.name, {k: prog[k] for k in wl.outputs}, ref, "tensorlogic (repeated)")
-        direct = best_of(wl.direct, args.repeats)
-        einsum = best_of(wl.einsum, args.repeats)
+        agree(wl.name, {k: interp[k] for k in wl.outputs}, ref, "tensorlogic (interpreter)")
         strata = ", ".join(f"{'+'.join(s.tensors)} x{s.rounds}" for s in prog.report.strata if s.kind != "once")
         print(f"{wl.name}: {wl.sizes}; outputs {', '.join(wl.outputs)} agree (np.allclose rtol={RTOL:g} "
               f"atol={ATOL:g}); recursive strata (rounds): {strata or 'none'}")
-        rows.append((wl, first, repeated, direct, einsum))
+        rows.append((wl, first, repeated, direct, einsum, interp_t))
         progs[wl.name] = prog
 
-    print(f"\ntimes in ms, best of {args.repeats}; tl/direct = tensorlogic repeated / numpy direct, "
-          f"target <= {TARGET:.2f}")
-    head = (f"{'workload':12s} {'tl first':>9s} {'tl repeat':>10s} {'np direct':>10s} {'np einsum':>10s} "
-            f"{'tl/direct':>10s} {'tl/einsum':>10s} {'first/direct':>13s}  verdict")
+    print(f"\ntimes in ms, best of {args.repeats}, the four variants interleaved; tl/direct = tensorlogic "
+          f"repeated / numpy direct, target <= {TARGET:.2f}; interp = the same runs with the compiled fast path "
+          "off (TL_COMPILE=0)")
+    head = (f"{'workload':12s} {'tl first':>9s} {'tl repeat':>10s} {'interp':>8s} {'np direct':>10s} "
+            f"{'np einsum':>10s} {'tl/direct':>10s} {'interp/direct':>14s} {'tl/einsum':>10s} {'first/direct':>13s}"
+            "  verdict")
     print(head)
     print("-" * len(head))
     misses = 0
-    for wl, first, repeated, direct, einsum in rows:
+    for wl, first, repeated, direct, einsum, interp_t in rows:
         r_direct, r_einsum = repeated / direct, repeated / einsum
         verdict = "PASS" if r_direct <= TARGET else "MISS"
         misses += verdict == "MISS"
-        print(f"{wl.name:12s} {first * 1e3:9.1f} {repeated * 1e3:10.1f} {direct * 1e3:10.1f} {einsum * 1e3:10.1f} "
-              f"{r_direct:10.2f} {r_einsum:10.2f} {first / direct:13.2f}  {verdict}")
+        print(f"{wl.name:12s} {first * 1e3:9.1f} {repeated * 1e3:10.1f} {interp_t * 1e3:8.1f} {direct * 1e3:10.1f} "
+              f"{einsum * 1e3:10.1f} {r_direct:10.2f} {interp_t / direct:14.2f} {r_einsum:10.2f} "
+              f"{first / direct:13.2f}  {verdict}")
 
     if not args.no_diagnostics:
         print("\ndiagnostics (what-if variants of the same computation; ms, best of "
@@ -428,7 +460,7 @@ def main() -> int:
         dhead = (f"  {'workload':12s} {'tl repeat':>14s} {'analysis only':>14s} {'first query':>14s} "
                  f"{'layers unrolled':>16s} {'both':>14s} {'both - analysis':>16s}")
         print(dhead)
-        for wl, _first, repeated, direct, _einsum in rows:
+        for wl, _first, repeated, direct, _einsum, _interp in rows:
             analysis = best_of(lambda wl=wl: progs[wl.name].analyze(**wl.inputs), args.repeats)
             one, one_unr = first_query_only(wl.source), first_query_only(wl.unrolled)
             several = one.strip() != wl.source.strip()

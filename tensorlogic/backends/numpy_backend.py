@@ -116,6 +116,71 @@ def _run_pair(plan: tuple, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return res if out_perm is None else np.transpose(res, out_perm)
 
 
+def pair_out_shape(plan: tuple) -> tuple[int, ...] | None:
+    """The shape `_run_pair_out` writes for a pair plan (before its final reshape), or None when the plan
+    cannot write into a given array (its result is transposed afterwards)."""
+    kind, _, _, _, shape_a, _, shape_b, _, out_perm, _ = plan
+    if out_perm is not None:
+        return None
+    if kind == "mul":
+        return tuple(np.broadcast_shapes(shape_a, shape_b))
+    lead = tuple(np.broadcast_shapes(shape_a[:-2], shape_b[:-2]))
+    return lead + (shape_a[-2], shape_b[-1])
+
+
+def _run_pair_out(plan: tuple, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`_run_pair` writing its result into `out` (of `pair_out_shape(plan)`, C-contiguous): the same
+    products, no new array. Returns the result in `_run_pair`'s shape (a view of out)."""
+    kind, sum_a, sum_b, pa, shape_a, pb, shape_b, res_shape, _, swap = plan
+    if sum_a:
+        a = np.sum(a, axis=sum_a)
+    if sum_b:
+        b = np.sum(b, axis=sum_b)
+    if swap:
+        a, b = b, a
+    a = np.transpose(a, pa).reshape(shape_a)
+    b = np.transpose(b, pb).reshape(shape_b)
+    if kind == "mul":
+        return np.multiply(a, b, out=out)
+    return np.matmul(a, b, out=out).reshape(res_shape)
+
+
+def softmax_inplace(x: np.ndarray, axis: int) -> np.ndarray:
+    """`NumpyBackend.softmax` overwriting `x` (a fresh array nothing else refers to): the same operations in
+    the same order, so the same numbers, without two temporaries of x's size."""
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    np.subtract(x, m, out=x)
+    np.exp(x, out=x)
+    return np.divide(x, np.sum(x, axis=axis, keepdims=True), out=x)
+
+
+def lnorm_inplace(x: np.ndarray, axis: int) -> np.ndarray:
+    """`NumpyBackend.lnorm` overwriting `x` (fresh): the same numbers."""
+    np.subtract(x, np.mean(x, axis=axis, keepdims=True), out=x)
+    var = np.mean(np.square(x), axis=axis, keepdims=True)
+    return np.divide(x, np.sqrt(var + 1e-5), out=x)
+
+
+def _inplace(f: Callable) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda x: f(x, out=x)
+
+
+def _inplace_quiet(f: Callable) -> Callable[[np.ndarray], np.ndarray]:
+    def g(x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return f(x, out=x)
+    return g
+
+
+# elementwise functions that overwrite a fresh argument (runtime/compiled_nodes.py): same values as `functions`
+INPLACE_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "relu": lambda x: np.maximum(x, 0.0, out=x), "tanh": _inplace(np.tanh), "exp": _inplace(np.exp),
+    "abs": _inplace(np.abs), "sin": _inplace(np.sin), "cos": _inplace(np.cos), "log": _inplace_quiet(np.log),
+    "sqrt": _inplace_quiet(np.sqrt),
+}
+
+
 class NumpyBackend:
     """Dense numpy execution."""
 

@@ -69,12 +69,27 @@ class Adam(Optimizer):
             g = g + self.weight_decay * p
         if self.weight_decay and self.decoupled:
             p *= 1 - self.lr * self.weight_decay
-        st = self.state.setdefault(name, {"m": np.zeros_like(p), "v": np.zeros_like(p)})
-        st["m"] = self.b1 * st["m"] + (1 - self.b1) * g
-        st["v"] = self.b2 * st["v"] + (1 - self.b2) * g * g
-        mhat = st["m"] / (1 - self.b1 ** self.t)
-        vhat = st["v"] / (1 - self.b2 ** self.t)
-        p -= self.lr * mhat / (np.sqrt(vhat) + self.eps)
+        st = self.state.get(name)
+        if st is None or st["m"].shape != p.shape:
+            st = self.state[name] = {"m": np.zeros_like(p), "v": np.zeros_like(p), "a": np.empty_like(p),
+                                     "b": np.empty_like(p)}
+        # in place, in the order of the plain formulas (the same numbers, no temporaries):
+        # m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g g;  p -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+        m, v, a, b = st["m"], st["v"], st["a"], st["b"]
+        np.multiply(g, 1 - self.b1, out=a)
+        m *= self.b1
+        m += a
+        np.multiply(g, 1 - self.b2, out=a)
+        a *= g
+        v *= self.b2
+        v += a
+        np.divide(v, 1 - self.b2 ** self.t, out=a)
+        np.sqrt(a, out=a)
+        a += self.eps
+        np.divide(m, 1 - self.b1 ** self.t, out=b)
+        np.multiply(b, self.lr, out=b)  # lr * mhat, as `self.lr * mhat` computes it
+        b /= a
+        p -= b
 
 
 def make_optimizer(name: str, lr: float, **options: float) -> Optimizer:

@@ -30,6 +30,8 @@ from ..ir.graph import Stratum, strata
 from ..ir.nodes import Equation, IBin, IConst, IExpr, IVar, Read, equation_str, ix_vars, reads
 from ..syntax.diagnostics import Diagnostic, TLRuntimeError
 from . import relational, seminaive, sparse_eval
+from .compiled import Fallback, HeadStep, compiled_for, layer_steps, uninitialised
+from .compiled import available as compiled_available
 from .dense import DenseEvaluator, Labeled, align, index_grid, to_numpy
 from .layered import layer_schedule
 
@@ -68,10 +70,11 @@ class Executor:
         self.computed: set[str] = set()
         self.report = RunReport()
         self.seed_value = int(prog.settings.get("seed", seed))
-        self.rng = np.random.default_rng(self.seed_value)
         self.max_iterations = int(prog.settings.get("max_iterations", DEFAULT_MAX_ITERATIONS))
         self.tolerance = float(prog.settings.get("tolerance", DEFAULT_TOLERANCE))
         self.debug = debug if debug is not None else "plan" in os.environ.get("TL_DEBUG", "")
+        # the compiled fast path (runtime/compiled.py); TL_COMPILE=0 turns it off (the interpreter runs everything)
+        self.compile = compiled_available(backend) and not self.debug and os.environ.get("TL_COMPILE") != "0"
         self._initial: dict[str, Value] = {}
         self.values = _Values(self.initial_array)  # a tensor's value appears when first needed
         self.plan = None  # the ProgramPlan of the last ensure(), for liveness
@@ -85,6 +88,16 @@ class Executor:
         self.peak_bytes = 0  # the most bytes of tensor values live at once, counted by the executor
         self.memory_budget: int | None = None  # joins beyond what is left of it run in slices (runtime/sliced.py)
         self.largest_relation: tuple[str, int, int] = ("", 0, 0)  # (name, bytes, tuples) of the largest held
+
+    @property
+    def _stratum_specs(self) -> dict:
+        """id(stratum) -> (stratum, runs as a loop, its heads as `HeadStep`s): per analysis."""
+        return self._strata.setdefault("stratum-specs", {})
+
+    @functools.cached_property
+    def rng(self) -> np.random.Generator:
+        """A generator seeded by the program's seed (made on first use: creating one costs a run time)."""
+        return np.random.default_rng(self.seed_value)
 
     @property
     def _pos(self) -> dict:
@@ -271,15 +284,16 @@ class Executor:
 
     def plan_liveness(self, needed: set[str]) -> None:
         """Before a run: which strata read each tensor, over everything the run needs (all its queries)."""
-        self.readers = {}
-        key = ("liveness", frozenset(needed))
+        key = ("readers", frozenset(needed))  # per analysis: computed once
         if key not in self._strata:
-            self._strata[key] = strata(self.prog.equations, needed)
-        for st in self._strata[key]:
-            for e in st.equations:
-                for r in reads(e.rhs):
-                    if r.tensor not in st.tensors:
-                        self.readers.setdefault(r.tensor, set()).add(frozenset(st.tensors))
+            readers: dict[str, set[frozenset]] = {}
+            for st in strata(self.prog.equations, needed):
+                for e in st.equations:
+                    for r in reads(e.rhs):
+                        if r.tensor not in st.tensors:
+                            readers.setdefault(r.tensor, set()).add(frozenset(st.tensors))
+            self._strata[key] = readers
+        self.readers = self._strata[key]
 
     def _free_dead(self, st: Stratum, protect: set[str]) -> None:
         """Drop the tensors this stratum read whose every reader in the run has now run."""
@@ -291,14 +305,23 @@ class Executor:
                 self.values.pop(t, None)
 
     def run_stratum(self, st: Stratum) -> None:
-        key = ("loop", frozenset(st.tensors))
-        if key not in self._strata:
-            self._strata[key] = any(e.virtual_var is not None or _virtual_const(e) for e in st.equations)
-        if self._strata[key]:
+        spec = self._stratum_specs.get(id(st))  # per analysis: loop or not, each head's equations
+        if spec is None or spec[0] is not st:
+            loop = any(e.virtual_var is not None or _virtual_const(e) for e in st.equations)
+            spec = self._stratum_specs[id(st)] = (st, loop, [HeadStep(t, [e for e in st.equations if e.lhs == t])
+                                                             for t in st.tensors])
+        if spec[1]:
             return self.run_loop(st)
         if not st.recursive:
-            for t in st.tensors:
-                self.values[t] = self.combine(t, [e for e in st.equations if e.lhs == t], self.read_current)
+            for head in spec[2]:  # compiled (runtime/compiled.py) from the second run of the analysis on
+                fast = head.code(self) if self.compile and getattr(self, "memory_budget", None) is None else None
+                try:
+                    value = fast(self) if fast else None
+                except (Fallback, ValueError, IndexError, TypeError, FloatingPointError):
+                    value = None  # a value turned out sparse, or an error: the interpreter (and its report)
+                if value is None:
+                    value = self.combine(head.tensor, head.equations, self.read_current)
+                self.values[head.tensor] = value
             self.report.strata.append(StratumReport(st.tensors, "once"))
             return
         for t in st.negated_inputs & set(st.tensors):
@@ -319,37 +342,33 @@ class Executor:
 
     def run_layers(self, st: Stratum, sched) -> None:
         """A layered recursion: each equation once per layer, layer after layer (see runtime/layered.py)."""
+        key = ("layer-steps", frozenset(st.tensors))  # the flat list of (tensor, equation, ranges), per analysis
+        if key not in self._strata:
+            self._strata[key] = [layer_steps(sched, frozenset(st.tensors)), None]
+        steps, blank = self._strata[key]
+        if blank is None and self.compile:  # tensors whose every cell one compiled step assigns: not zeroed first
+            blank = self._strata[key][1] = uninitialised(steps, self)
         for t in st.tensors:
-            self.values[t] = self.to_array(self.initial(t))
-        layers = range(sched.layers) if sched.direction > 0 else range(sched.layers - 1, -1, -1)
-        for layer in layers:
-            for t in sched.order:
-                for step in sched.steps[t]:
-                    e = step.equation
-                    if step.var is None:
-                        if step.offset != layer:
-                            continue
-                        rng = e.ranges
-                    else:
-                        v = layer - step.offset
-                        lo, hi = e.ranges.get(step.var, (0, 0))
-                        if not lo <= v < hi:
-                            continue
-                        rng = dict(e.ranges)
-                        rng[step.var] = (v, v + 1)
-                    cur = self.values[t]
-                    if e.op == "+":  # added into the stratum's own copy (see initial), no full-size temporary
-                        self.contribution(e, self.read_current, rng, into=cur)
-                        self.values[t] = cur  # a new version, so cached joins over it are not reused
-                        continue
-                    acc, aux = self.contribution(e, self.read_current, rng)
-                    if e.op == "avg":  # one equation per max/min/avg head (layered.py): finish its projection
-                        acc = self.xp.where(aux > 0, acc / self.xp.maximum(aux, 1.0), 0.0)
-                    elif e.op in ("max", "min"):
-                        acc = self.xp.where(aux, acc, 0.0)
-                    cur = self.values[t]
-                    cur += acc  # in place: the stratum's own copy (see initial)
-                    self.values[t] = cur  # ... and a new version, so cached joins over it are not reused
+            if blank and t in blank and getattr(self, "memory_budget", None) is None:
+                self.values[t] = np.empty(self.prog.tensors[t].storage_shape)
+            else:
+                self.values[t] = self.to_array(self.initial(t))
+        for step in steps:
+            t, e, rng = step.tensor, step.equation, step.ranges
+            code = step.code(self) if self.compile else None  # compiled once, on first use
+            cur = self.values[t]
+            if e.op == "+":  # added into the stratum's own copy (see initial), no full-size temporary
+                self.contribution(e, self.read_current, rng, into=cur, compiled=code)
+                self.values[t] = cur  # a new version, so cached joins over it are not reused
+                continue
+            acc, aux = self.contribution(e, self.read_current, rng, compiled=code)
+            if e.op == "avg":  # one equation per max/min/avg head (layered.py): finish its projection
+                acc = self.xp.where(aux > 0, acc / self.xp.maximum(aux, 1.0), 0.0)
+            elif e.op in ("max", "min"):
+                acc = self.xp.where(aux, acc, 0.0)
+            cur = self.values[t]
+            cur += acc  # in place: the stratum's own copy (see initial)
+            self.values[t] = cur  # ... and a new version, so cached joins over it are not reused
         self.report.strata.append(StratumReport(st.tensors, "layered", sched.layers, "fixpoint"))
 
     # ------------------------------------------------------------ one equation
@@ -366,13 +385,22 @@ class Executor:
         except sparse_eval.TooLargeToDensify as e:  # point at the read that needs the dense array
             raise e.at(r.span) from None
 
-    def contribution(self, eq: Equation, read: Callable, ranges: dict | None = None, into=None
+    def contribution(self, eq: Equation, read: Callable, ranges: dict | None = None, into=None, compiled=None
                      ) -> tuple[np.ndarray, np.ndarray | None]:
         """The equation's right side projected onto its left side: (accumulator, count-or-touched). With
-        `into` (an array of the left side's shape; `=` equations only), it is added into that array."""
+        `into` (an array of the left side's shape; `=` equations only), it is added into that array.
+        `compiled`: the equation compiled at `ranges` (runtime/compiled.py), tried first; with `ranges` None it
+        is looked up (compiled on first use)."""
         rng = ranges or eq.ranges
         if ranges is None and read == self.read_current and (counted := self._count(eq)) is not None:
             return counted, None
+        if compiled is None and ranges is None and read == self.read_current and self.compile:
+            compiled = compiled_for(self, eq)  # the fast path (runtime/compiled.py), else None
+        if compiled and getattr(self, "memory_budget", None) is None:  # (under a budget joins may be sliced)
+            try:
+                return compiled(self, into)
+            except (Fallback, ValueError, IndexError, TypeError, FloatingPointError):
+                pass  # a value turned out sparse, or an error: the interpreter evaluates (and reports)
         key = ("lhs", id(eq))
         if key not in self._pos or self._pos[key][0] is not eq:  # the left side's positions and shape, once
             t = self.prog.tensors[eq.lhs]
