@@ -78,9 +78,9 @@ def _write_tsv(path: Path, ids: np.ndarray, w: np.ndarray) -> None:
     path.write_text("".join("\t".join(str(int(c)) for c in row) + f"\t{x:.17g}\n" for row, x in zip(ids, w)))
 
 
-def _weighted(rng: np.random.Generator, shape: tuple[int, int], m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _weighted(rng: np.random.Generator, shape: tuple[int, ...], m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`m` random weighted cells (duplicates possible): their ids, weights, and the dense array (np.add.at)."""
-    ids = np.stack([rng.integers(0, shape[0], m), rng.integers(0, shape[1], m)], axis=1)
+    ids = np.stack([rng.integers(0, s, m) for s in shape], axis=1)
     w = np.round(rng.normal(size=m), 3) + 0.0005  # never an integer, so the column reads as weights
     dense = np.zeros(shape)
     np.add.at(dense, tuple(ids.T), w)
@@ -110,8 +110,14 @@ TEMPLATES = [
     ("R[x] = W(x, y) U(y, z) V3[z]", lambda d: d["W"] @ (d["U"] @ d["V3"])),
     ("R[x] = 2 W(x, y) V[y] / P[y]", lambda d: 2 * d["W"] @ (d["V"] / d["P"])),
     ("R[x, w] = W(x, y) M[y, z] UT(z, w)", lambda d: d["W"] @ d["M"] @ d["U"].T),
+    ("R[x] = T3(x, y, z)", lambda d: d["T3"].sum(axis=(1, 2))),
+    ("R = T3(x, y, z) E(y, z)", lambda d: (d["T3"] * d["E"][None]).sum()),
+    ("R[x, z] = T3(x, 1, z)", lambda d: d["T3"][:, 1, :]),
+    ("R[x, z] = T3(x, y, z) V[y]", lambda d: np.einsum("xyz,y->xz", d["T3"], d["V"])),
+    ("R = A1(y)", lambda d: d["A1"].sum()),
+    ("R[x] = W(x, y) A1(y)", lambda d: d["W"] @ d["A1"]),
 ]
-NO_DENSE = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 18, 19}  # templates that never make W or U dense
+NO_DENSE = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 18, 19, 20, 21, 22, 23, 25, 26}  # never make W... dense
 
 
 def _program(tmp: Path, rng: np.random.Generator, form: str, picks: list[int]) -> tuple[str, dict]:
@@ -122,6 +128,9 @@ def _program(tmp: Path, rng: np.random.Generator, form: str, picks: list[int]) -
         _write_tsv(tmp / f"{name}.tsv", ids, w)
         if name == "U":
             _write_tsv(tmp / "UT.tsv", ids[:, ::-1], w)
+    for name, shape in (("T3", (n, k, p)), ("A1", (k,))):
+        ids, w, d[name] = _weighted(rng, shape, int(rng.integers(1, 2 * np.prod(shape))))
+        _write_tsv(tmp / f"{name}.tsv", ids, w)
     d["E"] = (rng.random((k, p)) < 0.4).astype(float)
     d["E2"] = (rng.random((n, k)) < 0.4).astype(float)
     d["E"][0, 0] = d["E2"][0, 0] = 1.0  # never empty (an empty relation without facts is undefined)
@@ -130,9 +139,10 @@ def _program(tmp: Path, rng: np.random.Generator, form: str, picks: list[int]) -
     d["M"], d["M2"] = rng.normal(size=(k, p)), rng.normal(size=(n, k))
     for name in ("V", "V2", "V3", "P", "M", "M2"):
         np.save(tmp / f"{name}.npy", d[name])
-    lines = [f'{t} = "{t}.tsv"' for t in ("W", "U", "UT")]
+    lines = [f'{t} = "{t}.tsv"' for t in ("W", "U", "UT", "T3", "A1")]
     lines += [f'{t} = "{t}.npy"' for t in ("V", "V2", "V3", "P", "M", "M2")]
     lines += [f"tensor W[{n}, {k}] {form}", f"tensor U[{k}, {p}] {form}", f"tensor UT[{p}, {k}] {form}"]
+    lines += [f"tensor T3[{n}, {k}, {p}] {form}", f"tensor A1[{k}] {form}"]
     lines += [f"E({a}, {b})." for a, b in np.argwhere(d["E"])] + [f"E2({a}, {b})." for a, b in np.argwhere(d["E2"])]
     lines += [f"tensor E({k}, {p})", f"tensor E2({n}, {k})"]
     lines += [TEMPLATES[i][0].replace("R", f"R{i}", 1) for i in picks]
@@ -155,8 +165,8 @@ def test_random_programs_sparse_equals_dense_equals_numpy(tmp_path: Path, seed: 
         rng = np.random.default_rng(seed)
         src, d = _program(tmp_path, rng, form, picks)
         prog, got[form] = _run(tmp_path, src, [f"R{i}" for i in picks])
-        stored = prog.executor.values["W"]
-        assert isinstance(stored, SparseTensor if form == "sparse" else np.ndarray)
+        for name in ("W", "U", "UT", "T3", "A1"):
+            assert isinstance(prog.executor.values[name], SparseTensor if form == "sparse" else np.ndarray)
     for i in picks:
         ref = TEMPLATES[i][1](d)
         np.testing.assert_allclose(got["sparse"][f"R{i}"], ref, atol=1e-9, err_msg=TEMPLATES[i][0])
