@@ -197,6 +197,31 @@ def test_constant_in_a_non_recursive_relation_computed_from_a_recursive_one():
         assert [s.kind for s in prog.report.strata if s.tensors == ["Reach"]] == []
 
 
+def test_constant_in_a_position_the_recursion_passes_through():
+    """Paths of one colour, `Path(x, y, c)?` with the colour bound: the recursion keeps c, so only that
+    colour's edges are searched; against networkx per colour, and with less work than every colour."""
+    rnd = random.Random(11)
+    colored = sorted({(rnd.randrange(60), rnd.randrange(60), rnd.randrange(6)) for _ in range(240)})
+    src = "Path(x, y, c) <- Col(x, y, c).\nPath(x, z, c) <- Path(x, y, c), Col(y, z, c).\n"
+
+    def prog() -> tl.Program:
+        p = tl.Program(src)
+        p.analyze(Col=colored)
+        return p
+
+    whole = prog()
+    whole.executor.ensure({"Path"})
+    for c in (0, 3):
+        g = nx.DiGraph([(a, b) for a, b, k in colored if k == c])
+        want = sorted([a, b] for a in g for b in paths_from(g, a))
+        p = prog()
+        assert p.query(f"Path(x, y, {c})") == want
+        assert 3 * work(p) <= work(whole)
+        a = colored[0][0]
+        from_a = [[b] for b in sorted(paths_from(g, a))] if a in g else []
+        assert prog().query(f"Path({a}, y, {c})") == from_a
+
+
 def test_facts_of_the_relation_and_comparisons_in_rules():
     src = ("Reach(7, 0).\n" + TC["double"] + "Far(x, z) <- Reach(x, y), Reach(y, z), x < z.\n")
     edges = [(0, 1), (1, 2), (2, 3), (4, 5)]

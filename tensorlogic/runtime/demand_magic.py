@@ -7,8 +7,10 @@ facts the query can use (Beeri and Ramakrishnan's generalized magic sets):
   asked with its first position known. Each (predicate, adornment) reached from the query gets its own copy
   of the predicate's rules, and a *magic* predicate `m^Reach^bf` holding the bound values asked for.
 * Sideways information passing (SIPS): the body atoms of a rule are ordered greedily, starting from the
-  head's bound variables: next the atom with the most bound arguments, a relation computed elsewhere
-  before one of the rewritten relations on ties, then program order. Each atom of a rewritten relation is
+  head's bound variables: next an atom with bound arguments, first one that asks its relation exactly what
+  the head is asked (a recursive call passing the binding through: its magic rule is trivial), then the
+  one with the most bound arguments, a relation computed elsewhere before a rewritten one on ties, then
+  program order. Each atom of a rewritten relation is
   called with the adornment its bound arguments give at that point.
 * Rewritten rule: `P^a(t) <- m^P^a(bound t), A1', ..., An'` (atoms renamed to their adorned copies).
   Magic rule, for every rewritten atom Ai of the body with a bound position:
@@ -148,20 +150,25 @@ class Rewritten:
     linearized: list[str] = field(default_factory=list)
 
 
-def _sips(body: tuple[Atom, ...], bound: set[str], rewritable: Callable[[str], bool]) -> list[Atom]:
+def _sips(body: tuple[Atom, ...], bound: set[str], rewritable: Callable[[str], bool], head: Atom, a: str
+          ) -> list[Atom]:
     """Body atoms in sideways-information-passing order (see the module docstring)."""
     left = list(body)
     order = []
     bound = set(bound)
-    def score(a: Atom, k: int) -> tuple:
-        nb = sum(1 for t in a.args if isinstance(t, int) or t in bound)
-        return (nb > 0, nb, not rewritable(a.pred), -k)
+    asked = _bound_args(head, a)
+
+    def score(x: Atom, k: int) -> tuple:
+        nb = sum(1 for t in x.args if isinstance(t, int) or t in bound)
+        b = "".join("b" if isinstance(t, int) or t in bound else "f" for t in x.args)
+        same = x.pred == head.pred and b == a and _bound_args(x, b) == asked  # asks exactly what the head is
+        return (nb > 0, same, nb, not rewritable(x.pred), -k)
 
     while left:
         k = max(range(len(left)), key=lambda k: score(left[k], k))
-        a = left.pop(k)
-        order.append(a)
-        bound |= set(a.vars())
+        x = left.pop(k)
+        order.append(x)
+        bound |= set(x.vars())
     return order
 
 
@@ -216,7 +223,7 @@ def rewrite(pred: str, adorn: str, consts: tuple[int, ...], rules_of: Callable[[
             bound = set(head_magic.vars())
             body: list[Atom] = [head_magic]
             magic_rules = []
-            for atom in _sips(r.body, bound, rewritable):
+            for atom in _sips(r.body, bound, rewritable, r.head, a):
                 if rewritable(atom.pred):
                     b = "".join("b" if isinstance(t, int) or t in bound else "f" for t in atom.args)
                     if "b" not in b:
