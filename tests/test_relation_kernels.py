@@ -216,3 +216,20 @@ def test_tiny_program_in_a_fresh_process_does_not_import_numba(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TL_NUMBA"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_closure_over_sparse_large_ids_on_both_paths(mode):
+    """Ids up to 10**6 (a key space past 2**31): the stratum runs over ranks of the ids in use and maps the
+    result back (compiled, when the kernels are loaded)."""
+    import networkx as nx
+
+    rng = np.random.default_rng(3)
+    names = np.sort(rng.choice(10**6, size=40, replace=False))
+    small = rng.integers(0, 40, size=(70, 2))
+    edges = sorted({(int(names[a]), int(names[b])) for a, b in small} | {(999_999, int(names[0]))})
+    g = nx.DiGraph(edges)
+    want = {(x, y) for x in g for y in nx.descendants(g, x)}
+    want |= {(x, x) for x in g if any(x in nx.descendants(g, s) or s == x for s in g.successors(x))}
+    got, _ = evaluate("R(x,y) <- Edge(x,y).\nR(x,z) <- R(x,y), Edge(y,z).\n", 10**6, edges, [], mode)
+    assert got == want

@@ -100,10 +100,17 @@ def _round(out: np.ndarray, n: int, i: int, hi: int, n1: int, chains: np.ndarray
     ltmp = bufs[1]
     rbuf = bufs[2]
     rtmp = bufs[3]
+    inv = 1.0 / n1
     while i < hi:
         key = out[i]
-        p = key // n1
+        p = np.int64(key * inv)  # key // n1 without a 64-bit division (exact after the correction: key < 2**31)
         q = key - p * n1
+        if q < 0:
+            p -= 1
+            q += n1
+        elif q >= n1:
+            p += 1
+            q -= n1
         for c in range(chains.shape[0]):
             a = q if chains[c, 0] else p
             b = p if chains[c, 0] else q
@@ -337,6 +344,25 @@ def clear_words(words: np.ndarray, keys: np.ndarray) -> None:  # pragma: no cove
         words[keys[i] >> 6] = 0
 
 
+@njit(cache=True, nogil=True)
+def remap_keys(keys: np.ndarray, m: int, ids: np.ndarray, n1: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Keys a * m + b over ranks back to ids[a] * n1 + ids[b] (order-preserving when ids increase)."""
+    out = np.empty(keys.shape[0], dtype=np.int64)
+    inv = 1.0 / m
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        a = np.int64(k * inv)
+        b = k - a * m
+        if b < 0:
+            a -= 1
+            b += m
+        elif b >= m:
+            a += 1
+            b -= m
+        out[i] = ids[a] * n1 + ids[b]
+    return out
+
+
 def warm() -> None:
     """Compile (or load from numba's cache) every kernel for the argument types the fast path uses."""
     words = np.zeros(1, dtype=np.uint64)
@@ -350,3 +376,4 @@ def warm() -> None:
     bitmap_keys(words, 1)
     radix_sort(np.array([3, 1], dtype=np.int64), 2)
     clear_words(words, np.array([1], dtype=np.int64))
+    remap_keys(np.array([1], dtype=np.int64), 2, np.array([0, 5], dtype=np.int64), 9)

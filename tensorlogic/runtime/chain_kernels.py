@@ -65,6 +65,13 @@ def _load() -> ModuleType | None:
     return _LOADED or None
 
 
+def loaded() -> ModuleType | None:
+    """The kernels module when it is loaded already and not disabled, else None (never loads it)."""
+    if os.environ.get("TL_NUMBA", "").strip() == "0" or not ENABLED:
+        return None
+    return _LOADED or None
+
+
 def kernels(ext: int, facts: int, work: int) -> ModuleType | None:
     """The kernels module when a chain fixpoint over `ext` key cells, with `facts` known and `work` done or
     foreseen, should run compiled (see the module docstring), else None."""
