@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/overhead.py --no-profile --no-diagnostics
 	$(BIN)/python bench/train.py --quick
 	$(BIN)/python bench/remat.py --quick
+	$(BIN)/python bench/sliced.py --quick
 	$(BIN)/python bench/kg.py
 
 clean:
