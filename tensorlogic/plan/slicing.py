@@ -8,6 +8,12 @@ log(flops_after / flops_before)``; labels that cost no extra flops -- e.g. outpu
 re-plans the per-slice network after each pick (keeping the old order if it is better), and stops as soon
 as the largest per-slice intermediate fits.  Slices of a summed label are added up; slices of an output
 label fill different parts of the output.
+
+For the runtime (a join under a memory budget, `runtime/sliced.py`), `slice_join` turns that choice into
+chunks: as many values of each sliced label at a time as keep one chunk's largest pairwise product, plus the
+join's result (an accumulator), within a limit; `least_workspace` is the smallest such workspace; and
+`fit_program` slices the joins of a whole-program plan that do not fit in what a budget leaves beside the
+tensors live in their stratum, and finds the least budget slicing can meet (docs/remat.md, "Sliced joins").
 """
 
 from __future__ import annotations
