@@ -25,7 +25,7 @@ import time
 from .paths_chain import optimal_chain
 from .paths_common import Network, Objective, Tree
 
-__all__ = ["guided_order", "interval_dp", "leaf_order", "refine"]
+__all__ = ["absorbing_cherries", "guided_order", "interval_dp", "leaf_order", "refine"]
 
 
 def leaf_order(tree: Tree, rng: random.Random | None = None, flip: float = 0.5) -> list[int]:
@@ -221,20 +221,35 @@ def refine(
     work: int | None = None,
     used: list[int] | None = None,
     deadline: float | None = None,
+    coarsen: bool = False,
+    expect: int = 0,
 ) -> Tree:
     """Best tree found by interval DPs over leaf orders of the best tree so far: the guided order first, then
     alternately randomly flipped orders and guided orders with random reversals.  At most ``rounds`` rounds;
     stops early after ``patience`` rounds without gain, once ``work`` split points have been examined (added
     to ``used[0]``; a round that would overrun it is abandoned, and none is started with less left than the
-    last one took), or at ``deadline`` (a ``time.perf_counter()`` value)."""
+    last one took), or at ``deadline`` (a ``time.perf_counter()`` value).
+
+    With ``coarsen``, the starting tree's *absorbing cherries* (two operands contracted first into a result no
+    larger than the larger of them: a vector absorbed into a matrix, a Hadamard product) stay fixed and
+    enter the DP as one item each: fewer items make a round several times cheaper (its work grows as the
+    cube of the items), and such steps are part of nearly every good tree.  ``expect``: the work a round is
+    expected to take (no round starts with less than that left)."""
     net = tree.net
     if net.n < 3:
         return tree
     best = tree
     score = tree.score(obj)
+    partner: dict[int, int] = {}
+    item_mask: dict[int, int] = {}
+    if coarsen and obj.by_sum:
+        for v, (a, b) in absorbing_cherries(tree):
+            partner[a] = b
+            partner[b] = a
+            item_mask[min(a, b)] = tree.eff[v]
     stale = 0
     done = [0]
-    last = 0
+    last = expect
     for r in range(rounds):
         if work is not None and work - done[0] <= last:
             break  # (not enough left for a round like the last one)
@@ -247,6 +262,18 @@ def refine(
         else:
             order = guided_order(best, rng, 0.2)
         before = done[0]
+        if partner:
+            res = _coarse_round(best, obj, order, partner, item_mask, score, done, work)
+            last = done[0] - before
+            if res is not None:
+                best = res
+                score = res.score(obj)
+                stale = 0
+            else:
+                stale += 1
+                if patience is not None and stale >= patience:
+                    break
+            continue
         if obj.by_sum:
             limit = None if work is None else work - done[0]
             res = interval_dp(net, [net.masks[i] for i in order], net.out, obj, score[0], done, limit)
@@ -270,3 +297,62 @@ def refine(
     if used is not None:
         used[0] += done[0]
     return best
+
+
+def absorbing_cherries(tree: Tree) -> list[tuple[int, tuple[int, int]]]:
+    """Nodes of ``tree`` contracting two operands into a result no larger than the larger of them."""
+    net = tree.net
+    n = net.n
+    prod = net.prod
+    masks = net.masks
+    out = []
+    for v, (a, b) in tree.children.items():
+        if a < n and b < n and tree.size[v] <= max(prod(masks[a]), prod(masks[b])):
+            out.append((v, (a, b)))
+    return out
+
+
+def _coarse_round(
+    best: Tree,
+    obj: Objective,
+    order: list[int],
+    partner: dict[int, int],
+    item_mask: dict[int, int],
+    score: tuple,
+    done: list[int],
+    work: int | None,
+) -> Tree | None:
+    """One interval-DP round over ``order`` with each fixed cherry as one item; the better tree or None."""
+    net = best.net
+    items: list[int] = []  # a leaf, or the smaller leaf of a fixed cherry
+    masks: list[int] = []
+    fixed = 0
+    seen: set[int] = set()
+    for leaf in order:
+        other = partner.get(leaf)
+        if other is None:
+            items.append(leaf)
+            masks.append(net.masks[leaf])
+        elif other not in seen:  # (a cherry's two leaves are adjacent in every leaf order of the tree)
+            seen.add(leaf)
+            items.append(min(leaf, other))
+            masks.append(item_mask[min(leaf, other)])
+    new = Tree(net)
+    ids: list[int] = []
+    for it in items:
+        other = partner.get(it)
+        if other is None:
+            ids.append(it)
+        else:
+            node = new.join(it, other)
+            fixed += new.flops[node] + (obj.alpha * new.size[node] if obj.alpha else 0)
+            ids.append(node)
+    if len(items) < 2:
+        return None
+    limit = None if work is None else work - done[0]
+    res = interval_dp(net, masks, net.out, obj, score[0] - fixed, done, limit)
+    if res is None:
+        return None
+    for x, y in res[1]:
+        ids.append(new.join(ids[x], ids[y]))
+    return new if new.score(obj) < score else None

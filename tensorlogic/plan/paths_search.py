@@ -17,12 +17,15 @@ Order of business for a join of ``n`` operands:
    second interval phase.  Quality mode starts from this result and searches on (below).
 
 ``effort="fast"`` (the default; the runtime plans every join of every equation with it) is deterministic for
-a given ``seed``, with work limits rather than clocks: up to ``FAST_SMALL_N`` operands in the whole join,
-``FAST_INTERVAL_WORK`` units of interval-DP work (about 2 ms), one guided round from each of the best
-``FAST_INTERVAL_STARTS`` trees then rounds on the best with ``FAST_INTERVAL_PATIENCE``; above, a budget of
-``FAST_INTERVAL_WORK_LARGE`` units, ``FAST_TRIALS // 2`` random greedy runs and ``FAST_RECONF_PASSES``
-reconfiguration passes with ``FAST_RECONF_K``-item subtrees.  Joins above ``FAST_INTERVAL_MAX_N`` operands
-skip the interval DP.
+a given ``seed``, with work limits rather than clocks, sized for 5 ms of CPU up to ``FAST_SMALL_N`` operands
+in the whole join: ``7,500 - FAST_INTERVAL_WORK_PER_LABEL x (label incidences)`` units of interval-DP work
+clamped to ``FAST_INTERVAL_WORK_MIN``..``FAST_INTERVAL_WORK`` (denser joins spend more on the greedy starts),
+one guided round over a coarsened order (absorbing cherries fixed) from each of the best
+``FAST_INTERVAL_STARTS`` trees, then full rounds on the best with ``FAST_INTERVAL_PATIENCE``, none started
+with less left than it is predicted to take; above, a budget of ``FAST_INTERVAL_WORK_LARGE`` units,
+``FAST_TRIALS // 2`` random greedy runs and ``FAST_RECONF_PASSES`` reconfiguration passes with
+``FAST_RECONF_K``-item subtrees.  Joins above ``FAST_INTERVAL_MAX_N`` operands skip the interval DP and get
+``FAST_RECONF_K_LARGE``-item subtrees.
 
 ``effort="high"`` spends up to ``time_budget`` seconds (default ``HIGH_TIME_BUDGET`` = 5): fast mode's result
 first, a fifth of the budget on random restarts (greedy and bucket elimination), interval DP from the best
@@ -43,7 +46,7 @@ from .paths_chain import chain_order, optimal_chain
 from .paths_common import Network, Objective, Tree
 from .paths_exact import components, optimal_items, smallest_first
 from .paths_greedy import TupleEstimator, branch1_ssa, elimination_ssa, greedy_ssa, oe_greedy_ssa
-from .paths_interval import refine
+from .paths_interval import absorbing_cherries, refine
 from .paths_reconf import reconfigure
 
 __all__ = ["search", "estimate_tuples"]
@@ -61,6 +64,8 @@ FAST_RANKS = ("delta",)
 FAST_RANKS_LARGE = ("flops", "delta")
 FAST_SMALL_N = 30
 FAST_INTERVAL_WORK = 5_000
+FAST_INTERVAL_WORK_MIN = 3_000
+FAST_INTERVAL_WORK_PER_LABEL = 33
 FAST_INTERVAL_WORK_LARGE = 400_000
 FAST_INTERVAL_ROUNDS = 40
 FAST_INTERVAL_PATIENCE = 4
@@ -231,7 +236,12 @@ def _fast_search(net: Network, obj: Objective, rng: random.Random, pool: _Best, 
             pairs = greedy_ssa(net, "costmod", rng=rng, temperature=temperature, costmod=costmod)
             pool.add_pairs(pairs, "random greedy")
     interval = n <= FAST_INTERVAL_MAX_N
-    work = FAST_INTERVAL_WORK if small else FAST_INTERVAL_WORK_LARGE
+    if small:
+        # the greedy starts cost more on denser joins: what is left of the time target goes to the interval DP
+        incidences = sum(m.bit_count() for m in net.masks)
+        work = max(FAST_INTERVAL_WORK_MIN, min(FAST_INTERVAL_WORK, 7_500 - FAST_INTERVAL_WORK_PER_LABEL * incidences))
+    else:
+        work = FAST_INTERVAL_WORK_LARGE
     if interval:
         # several starts on small and medium joins (different greedy trees lead to different local optima);
         # on large ones a round is costly and the budget goes to the best tree
@@ -246,8 +256,9 @@ def _fast_search(net: Network, obj: Objective, rng: random.Random, pool: _Best, 
 
 def _fast_interval(pool: _Best, obj: Objective, rng: random.Random, nstarts: int, work: int, small: bool) -> None:
     """Interval DP over leaf orders of the best ``nstarts`` trees within ``work`` split points.  Small joins
-    (a tight time target): the guided order of each start (one round each, while a round like the last one
-    fits), then further rounds on the best tree.  Otherwise each start in turn gets an equal share of what is
+    (a tight time target): the guided order of each start, coarsened (its absorbing cherries as one item
+    each: a cheaper round), one round each while a round like the last one fits, then full rounds on the best
+    tree if one is predicted to fit.  Otherwise each start in turn gets an equal share of what is
     left, with patience (some starts need several rounds before they overtake the others)."""
     starts = [(tree, algorithm) for _, _, tree, algorithm in pool.pool[:nstarts]]
     tag = " + interval DP over leaf orders"
@@ -264,13 +275,16 @@ def _fast_interval(pool: _Best, obj: Objective, rng: random.Random, nstarts: int
         if work - used[0] <= last:
             break
         before = used[0]
-        better = refine(tree, obj, rng, 1, work=work - used[0], used=used)
+        better = refine(tree, obj, rng, 1, work=work - used[0], used=used, coarsen=True)
         last = used[0] - before
         if better is not tree:
             pool.add(better, algorithm + tag)
-    if work - used[0] > last:
-        tree, algorithm = pool.best
-        better = refine(tree, obj, rng, FAST_INTERVAL_ROUNDS, FAST_INTERVAL_PATIENCE, work - used[0])
+    tree, algorithm = pool.best
+    # the starts' rounds were over coarsened orders: a full round costs about (n / items)^2.5 times more
+    items = tree.net.n - len(absorbing_cherries(tree))
+    expect = int(last * (tree.net.n / max(items, 1)) ** 2.5)
+    if work - used[0] > expect:
+        better = refine(tree, obj, rng, FAST_INTERVAL_ROUNDS, FAST_INTERVAL_PATIENCE, work - used[0], expect=expect)
         if better is not tree:
             pool.add(better, algorithm.replace(tag, "") + tag)
 
