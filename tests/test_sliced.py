@@ -241,3 +241,18 @@ def test_random_programs_under_random_budgets(case):
     prog.run(memory_budget=budget, **vals)
     assert prog.executor.peak_bytes <= budget
     np.testing.assert_allclose(prog["Y"], _einsum(ops, out, list(vals.values())), rtol=1e-10, atol=1e-10)
+
+
+def test_a_join_that_cannot_fit_what_is_left_is_a_clear_error():
+    rng = np.random.default_rng(0)
+    xs = [Labeled(rng.normal(size=(3, 4)), ("i", "j")), Labeled(rng.normal(size=(4, 5)), ("j", "k"))]
+    ev = _evaluator(8 * 10)  # 10 elements left; the result alone has 15
+    join = SimpleNamespace(factors=[None, None], divides=[False, False], span=None)
+    with pytest.raises(tl.TLRuntimeError) as info:
+        sliced_join(ev, join, xs, ("i", "k"), {"i": 3, "j": 4, "k": 5}, 1)
+    msg = str(info.value)
+    assert "even sliced as far as it goes" in msg and "raise the memory budget by at least" in msg
+    ev = _evaluator(8 * 16)  # the result and one value of a sliced index fit
+    res = sliced_join(ev, join, xs, ("i", "k"), {"i": 3, "j": 4, "k": 5}, 1)
+    np.testing.assert_allclose(res.arr, xs[0].arr @ xs[1].arr, rtol=1e-12)
+    assert ev.max_transient <= 8 * 16

@@ -17,7 +17,8 @@ import itertools
 from typing import Any
 
 from ..ir.nodes import Join
-from ..plan.slicing import slice_join
+from ..plan.program import human_bytes
+from ..plan.slicing import least_workspace, slice_join
 from ..syntax.diagnostics import TLRuntimeError
 
 __all__ = ["sliced_join", "use_budget"]
@@ -52,11 +53,15 @@ def sliced_join(ev: Any, n: Join, xs: list, out: tuple[str, ...], sizes: dict[st
             raise ValueError("nothing is left of the budget for this join")
         sj = slice_join(inputs, out, sizes, limit)
     except ValueError as e:
+        need = least_workspace(inputs, out, sizes).workspace * BYTES
+        short = need - ev.join_limit
         raise TLRuntimeError(
-            f"the join in {ev.where} does not fit in what is left of the memory budget "
-            f"({max(ev.join_limit, 0):,} bytes): {e}",
-            getattr(n, "span", None),
-            hint="raise the memory budget (tl plan --memory-budget shows where the memory goes)") from None
+            f"the join in {ev.where} needs {human_bytes(need)} of workspace even sliced as far as it goes, but "
+            f"only {human_bytes(max(ev.join_limit, 0))} of the memory budget is left at this point ({e}); "
+            "the tensors live here and its result take the rest",
+            getattr(ev._where, "span", None) or getattr(n, "span", None),
+            hint=f"raise the memory budget by at least {human_bytes(short)} ({short:,} bytes); the plan "
+                 "(tl plan --memory-budget) counts fewer live tensors here than the executor holds") from None
     plan = sj.plan
     if not sj.chunks and base is not None and plan.path == base.path:
         return None
