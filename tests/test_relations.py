@@ -599,3 +599,22 @@ def test_semi_naive_plans_each_rule_variant_once(monkeypatch):
     [report] = [s for s in p.report.strata if "R" in s.tensors]
     assert report.rounds > 3
     assert len(calls) == 1  # the variant's first delta round (round 1 joins an empty R); not once per round
+
+
+@given(st.lists(st.integers(-5, 2**45), max_size=300))
+@settings(max_examples=40, deadline=None)
+def test_sorted_unique_with_the_compiled_radix_sort_equals_numpy_unique(values):
+    """With the kernels loaded, large sorts go through the compiled radix sort (negative keys or a range past
+    44 bits fall back to numpy's sort): the result is numpy's unique either way."""
+    from tensorlogic.runtime import chain_kernels
+
+    if chain_kernels._load() is None:
+        pytest.skip("numba is not importable")
+    a = np.array(values, dtype=np.int64)
+    old = keys_mod._RADIX_MIN
+    keys_mod._RADIX_MIN = 1
+    try:
+        got = keys_mod._sorted_unique(a)
+    finally:
+        keys_mod._RADIX_MIN = old
+    np.testing.assert_array_equal(got, np.unique(a))
