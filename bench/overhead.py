@@ -33,9 +33,13 @@ recursion over the layer index (what a layer-at-a-time schedule would cost, agai
 Finally one tensorlogic run per workload is profiled with cProfile: the top functions by cumulative time, and
 a breakdown into stages (analysis, gathers, contractions, scatters, fixpoint rounds, ...).
 
-BLAS / OpenMP pools are set to one thread before numpy is imported. Run from the repository root:
-``python bench/overhead.py [--repeats N] [--no-diagnostics] [--no-profile] [--strict]`` (``--strict`` exits
-with status 1 on a MISS). Takes about 15 seconds.
+BLAS / OpenMP pools are set to one thread before numpy is imported. glibc's malloc is told to keep freed memory
+(`mallopt`: no trimming, no mmap below 64 MB), for every variant alike: otherwise which variant pays page
+faults for its large arrays (hundreds per run) depends on the order the variants happen to run and free in
+(`--default-malloc` keeps glibc's adaptive thresholds; the table shows minor page faults per run either way).
+CPU times (`time.process_time`) are printed next to wall times: other processes on a shared machine inflate
+the latter. Run from the repository root: ``python bench/overhead.py [--repeats N] [--no-diagnostics]
+[--no-profile] [--strict] [--default-malloc]`` (``--strict`` exits with status 1 on a MISS). About 15 seconds.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from malloc_settings import keep_freed_memory, minor_faults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -290,16 +295,20 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
-def best_interleaved(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Best time of each function, the functions run in turn in every repetition (so a change of load on a
-    shared machine hits all of them alike)."""
+def best_interleaved(fns: list[Callable[[], object]], repeats: int) -> list[tuple[float, float, float]]:
+    """(best wall time, best CPU time, minor page faults per run) of each function, the functions run in turn
+    in every repetition (so a change of load on a shared machine hits all of them alike)."""
     best = [float("inf")] * len(fns)
+    cpu = [float("inf")] * len(fns)
+    faults = [0] * len(fns)
     for _ in range(repeats):
         for k, fn in enumerate(fns):
-            t0 = time.perf_counter()
+            f0, c0, t0 = minor_faults(), time.process_time(), time.perf_counter()
             fn()
             best[k] = min(best[k], time.perf_counter() - t0)
-    return best
+            cpu[k] = min(cpu[k], time.process_time() - c0)
+            faults[k] += minor_faults() - f0
+    return [(b, c, f / repeats) for b, c, f in zip(best, cpu, faults)]
 
 
 def interpreted(fn: Callable[[], object]) -> Callable[[], object]:
@@ -400,6 +409,7 @@ def main() -> int:
     ap.add_argument("--no-diagnostics", action="store_true", help="skip the what-if variants")
     ap.add_argument("--top", type=int, default=15, help="functions shown per profile (default 15)")
     ap.add_argument("--strict", action="store_true", help="exit with status 1 when a workload misses the target")
+    ap.add_argument("--default-malloc", action="store_true", help="keep glibc's adaptive malloc thresholds")
     args = ap.parse_args()
 
     print(f"threads: {', '.join(f'{v}={os.environ[v]}' for v in THREAD_VARS)}")
@@ -411,7 +421,10 @@ def main() -> int:
     check_verbatim(GNN_TL, "gnn.tl")
     workloads = [transformer_workload(rng), gnn_workload(rng)]
 
-    rows, progs, refs = [], {}, {}
+    rows, progs, refs, cpu_rows = [], {}, {}, []
+    malloc = "glibc default" if args.default_malloc else (
+        "freed memory kept (mallopt)" if keep_freed_memory() else "default (no mallopt)")
+    print(f"malloc: {malloc}")
     for wl in workloads:
         prog = tl.Program(wl.source, file=f"<{wl.name}>")
         t0 = time.perf_counter()
@@ -423,14 +436,16 @@ def main() -> int:
         interp = tl.Program(wl.source, file=f"<{wl.name}>")
         run_interp = interpreted(lambda wl=wl, interp=interp: interp.run(**wl.inputs))
         run_interp()
-        repeated, interp_t, direct, einsum = best_interleaved(
+        timed = best_interleaved(
             [lambda wl=wl, prog=prog: prog.run(**wl.inputs), run_interp, wl.direct, wl.einsum], args.repeats)
+        (repeated, cpu_tl, faults_tl), (interp_t, _, _), (direct, cpu_direct, faults_direct), (einsum, _, _) = timed
         agree(wl.name, {k: prog[k] for k in wl.outputs}, ref, "tensorlogic (repeated)")
         agree(wl.name, {k: interp[k] for k in wl.outputs}, ref, "tensorlogic (interpreter)")
         strata = ", ".join(f"{'+'.join(s.tensors)} x{s.rounds}" for s in prog.report.strata if s.kind != "once")
         print(f"{wl.name}: {wl.sizes}; outputs {', '.join(wl.outputs)} agree (np.allclose rtol={RTOL:g} "
               f"atol={ATOL:g}); recursive strata (rounds): {strata or 'none'}")
         rows.append((wl, first, repeated, direct, einsum, interp_t))
+        cpu_rows.append((wl.name, cpu_tl, cpu_direct, faults_tl, faults_direct))
         progs[wl.name] = prog
 
     print(f"\ntimes in ms, best of {args.repeats}, the four variants interleaved; tl/direct = tensorlogic "
@@ -449,6 +464,11 @@ def main() -> int:
         print(f"{wl.name:12s} {first * 1e3:9.1f} {repeated * 1e3:10.1f} {interp_t * 1e3:8.1f} {direct * 1e3:10.1f} "
               f"{einsum * 1e3:10.1f} {r_direct:10.2f} {interp_t / direct:14.2f} {r_einsum:10.2f} "
               f"{first / direct:13.2f}  {verdict}")
+    print("CPU time (best of the same runs; what the other processes on the machine do not inflate), and minor "
+          "page faults per run:")
+    for name, cpu_tl, cpu_direct, faults_tl, faults_direct in cpu_rows:
+        print(f"  {name:12s} tl {cpu_tl * 1e3:.2f} ms, numpy direct {cpu_direct * 1e3:.2f} ms, ratio "
+              f"{cpu_tl / cpu_direct:.2f}; page faults tl {faults_tl:.0f}, direct {faults_direct:.0f}")
 
     if not args.no_diagnostics:
         print("\ndiagnostics (what-if variants of the same computation; ms, best of "

@@ -98,6 +98,11 @@ Stream?
     layered = [v for k, v in prog.executor._strata.items() if isinstance(k, tuple) and k[0] == "layer-steps"]
     assert layered and all(step._code is not None for step in layered[0][0])
     assert layered[0][1]  # tensors assigned cell by cell: started without zeros on the second run
+    held = prog.executor.values["Stream"]  # a value someone holds is never reused as the next run's buffer
+    kept = held.copy()
+    (again,) = _run_twice(prog, X0=2 * x0, Dk=dk, **vals)
+    np.testing.assert_array_equal(held, kept)
+    assert not np.array_equal(again, got)
 
 
 def test_gathers_with_index_arithmetic_and_padding():

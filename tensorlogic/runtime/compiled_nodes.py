@@ -354,9 +354,23 @@ def compile_concat(ctx: Context, n: Concat) -> Code:
     k = len(rest)
     new_shape = shape[:k] + (int(np.prod(shape[k:], dtype=np.int64)),)
     f = x.fn
+    vars_ = rest + (n.into,)
+    if set(x.vars) == set(order) and vars_:  # no broadcasting: copied straight into the head when armed
+        root = Root(vars_, shape)
+
+        def concat_into(ex) -> ndarray:
+            a = f(ex) if al is None else al(f(ex))
+            dest = root.dest
+            if dest is not None:
+                root.dest = None
+                np.copyto(dest, a)
+                return dest.reshape(new_shape)
+            return a.reshape(new_shape)
+
+        return Code(concat_into, vars_, False, root)
     if al is None:
-        return Code(lambda ex: np.broadcast_to(f(ex), shape).reshape(new_shape), rest + (n.into,))
-    return Code(lambda ex: np.broadcast_to(al(f(ex)), shape).reshape(new_shape), rest + (n.into,))
+        return Code(lambda ex: np.broadcast_to(f(ex), shape).reshape(new_shape), vars_)
+    return Code(lambda ex: np.broadcast_to(al(f(ex)), shape).reshape(new_shape), vars_)
 
 
 def compile_reduce(ctx: Context, n: Reduce) -> Code:

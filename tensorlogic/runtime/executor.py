@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import weakref
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -344,13 +345,18 @@ class Executor:
         """A layered recursion: each equation once per layer, layer after layer (see runtime/layered.py)."""
         key = ("layer-steps", frozenset(st.tensors))  # the flat list of (tensor, equation, ranges), per analysis
         if key not in self._strata:
-            self._strata[key] = [layer_steps(sched, frozenset(st.tensors)), None]
-        steps, blank = self._strata[key]
+            self._strata[key] = [layer_steps(sched, frozenset(st.tensors)), None, {}]
+        steps, blank, pool = self._strata[key]
         if blank is None and self.compile:  # tensors whose every cell one compiled step assigns: not zeroed first
             blank = self._strata[key][1] = uninitialised(steps, self)
         for t in st.tensors:
             if blank and t in blank and getattr(self, "memory_budget", None) is None:
-                self.values[t] = np.empty(self.prog.tensors[t].storage_shape)
+                # the array of the analysis's previous run, when nothing refers to it any more (the pool, this
+                # name and getrefcount's argument only): no new allocation, no page faults; else a new one
+                arr = pool.get(t)
+                if arr is None or sys.getrefcount(arr) > 3:
+                    arr = pool[t] = np.empty(self.prog.tensors[t].storage_shape)
+                self.values[t] = arr
             else:
                 self.values[t] = self.to_array(self.initial(t))
         for step in steps:
@@ -589,12 +595,14 @@ class _Values(dict):
 
     def __init__(self, make: Callable[[str], Value]):
         super().__init__()
-        self._make = make
+        # a weak reference to the executor's method: no executor <-> values cycle, so a finished run's executor
+        # and its arrays are freed as soon as it is dropped (not at the next garbage collection)
+        self._make = weakref.WeakMethod(make) if hasattr(make, "__self__") else (lambda: make)
         self._version: dict[str, int] = {}
         self.bytes = 0  # the bytes of the values held (kept up to date: values are replaced, never resized)
 
     def __missing__(self, name: str) -> Value:
-        v = self._make(name)
+        v = self._make()(name)
         super().__setitem__(name, v)  # materialising the initial value is not a change
         self.bytes += _nbytes(v)
         return v
