@@ -8,7 +8,9 @@ executor) plus the optimiser's update; a torch step is forward, backward and `op
 the three variants are interleaved (tensorlogic, torch, tensorlogic with the compiled fast path off, in turn),
 so a change of load on the shared machine hits them alike; each variant's time is the median of its steps. The
 ratio is tensorlogic / torch (the issue's target is at most 1.3x); `interp` is the same step with every
-equation interpreted (`TL_COMPILE=0`), the "before" of the compiled fast path.
+equation interpreted (`TL_COMPILE=0`), the "before" of the compiled fast path. As in bench/overhead.py, glibc's
+malloc keeps freed memory for the whole process (`--default-malloc` to leave it adaptive), so no variant pays
+page faults because of the order the others allocate and free in.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from malloc_settings import keep_freed_memory  # noqa: E402
 
 import tensorlogic as tl  # noqa: E402
 from tensorlogic.learn.optimizers import make_optimizer  # noqa: E402
@@ -160,7 +163,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="the small sizes only")
+    ap.add_argument("--default-malloc", action="store_true", help="keep glibc's adaptive malloc thresholds")
     args = ap.parse_args()
+    if not args.default_malloc:
+        keep_freed_memory()
     rng = np.random.default_rng(0)
     cases = [mlp_case(64, 64, rng), transformer_case(4, 16, rng)]
     if not args.quick:
