@@ -116,8 +116,14 @@ TEMPLATES = [
     ("R[x, z] = T3(x, y, z) V[y]", lambda d: np.einsum("xyz,y->xz", d["T3"], d["V"])),
     ("R = A1(y)", lambda d: d["A1"].sum()),
     ("R[x] = W(x, y) A1(y)", lambda d: d["W"] @ d["A1"]),
+    ("R = W(x, y) V[y]", lambda d: (d["W"] @ d["V"]).sum()),
+    ("R[x] = T3(x, y, z) M[y, z]", lambda d: np.einsum("xyz,yz->x", d["T3"], d["M"])),
+    ("R[z] = T3(x, y, z) V2[x]", lambda d: np.einsum("xyz,x->z", d["T3"], d["V2"])),
+    ("R[x, w] = T3(x, y, z) M[y, w]", lambda d: np.einsum("xyz,yw->xw", d["T3"], d["M"])),
+    ("R = A1(y) V[y]", lambda d: d["A1"] @ d["V"]),
+    ("R[x] = 3 T3(x, y, z) E(y, z) V3[z]", lambda d: 3 * np.einsum("xyz,yz,z->x", d["T3"], d["E"], d["V3"])),
 ]
-NO_DENSE = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 18, 19, 20, 21, 22, 23, 25, 26}  # never make W... dense
+NO_DENSE = set(range(len(TEMPLATES))) - {14, 15, 16}  # all but elementwise use never make a sparse tensor dense
 
 
 def _program(tmp: Path, rng: np.random.Generator, form: str, picks: list[int]) -> tuple[str, dict]:

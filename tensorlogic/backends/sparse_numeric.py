@@ -23,7 +23,7 @@ import numpy as np
 from .relation_keys import _col_max, _col_min, _encode, _fits, _rank_rows
 from .relations import Relation
 
-__all__ = ["SparseTensor", "choose_form", "coo_bytes", "data_form", "dense_bytes"]
+__all__ = ["SparseTensor", "choose_form", "coo_bytes", "data_form", "dense_bytes", "matricize"]
 
 SPARSE_RATIO = 4  # sparse when the COO bytes are at most 1/SPARSE_RATIO of the dense array's
 DENSE_BELOW = 64 * 1024  # dense arrays of at most this many bytes stay dense: calls cost more than cells
@@ -78,6 +78,22 @@ def data_form(t: Any, data: Any) -> tuple[str, int, int]:
     return "dense", n, full
 
 
+def matricize(coords: np.ndarray, values: np.ndarray, shape: tuple[int, ...], rows: tuple[int, ...],
+              cols: tuple[int, ...]) -> Any:
+    """COO entries as a scipy CSR matrix: row = the flat (row-major) index of the positions `rows`, column =
+    that of `cols`; entries that meet in one cell (positions in neither, which are summed) are added."""
+    import scipy.sparse as sp
+
+    def flat(pos: tuple[int, ...]) -> tuple[np.ndarray, int]:
+        if not pos:
+            return np.zeros(len(values), np.int64), 1
+        dims = tuple(int(shape[p]) for p in pos)
+        return np.ravel_multi_index(tuple(coords[:, p] for p in pos), dims), int(np.prod(dims, dtype=np.int64))
+
+    (r, nr), (c, nc) = flat(rows), flat(cols)
+    return sp.csr_matrix((values, (r, c)), shape=(nr, nc))
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
@@ -86,7 +102,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 class SparseTensor:
     """A numeric tensor stored as sorted unique COO coordinates and their nonzero float64 values."""
 
-    __slots__ = ("shape", "coords", "values", "_keys", "_csr", "_support")
+    __slots__ = ("shape", "coords", "values", "_keys", "_csr", "_support", "_mats")
 
     def __init__(self, coords: np.ndarray, values: np.ndarray, shape: tuple[int, ...],
                  keys: np.ndarray | None = None) -> None:
@@ -99,6 +115,7 @@ class SparseTensor:
             keys = _encode(self.coords, self.shape)
         self._keys = None if keys is None else _readonly(keys)
         self._csr: Any = None
+        self._mats: dict[tuple, Any] = {}  # matricised views, per (row positions, column positions)
         self._support: Relation | None = None
 
     # -- constructors ------------------------------------------------------------------------------------
@@ -198,6 +215,14 @@ class SparseTensor:
             indptr = np.searchsorted(self.coords[:, 0], np.arange(self.shape[0] + 1)).astype(idx)
             self._csr = sp.csr_matrix((self.values, self.coords[:, 1].astype(idx), indptr), shape=self.shape)
         return self._csr
+
+    def matricize(self, rows: tuple[int, ...], cols: tuple[int, ...]) -> Any:
+        """The tensor as a CSR matrix whose rows are the cells of the positions `rows` and whose columns those
+        of `cols` (row-major); positions in neither are summed. Made once per (rows, cols)."""
+        key = (rows, cols)
+        if key not in self._mats:
+            self._mats[key] = matricize(self.coords, self.values, self.shape, rows, cols)
+        return self._mats[key]
 
     def support(self) -> Relation:
         """The relation of the nonzero cells (shares the coordinates and keys)."""

@@ -195,10 +195,10 @@ class Executor:
 
     def sparse_matrix(self, r: Read):
         """A binary relation or 2-index sparse tensor stored sparse, as a scipy CSR matrix (cached per value
-        version), else None."""
+        version), a sparse tensor of other arity itself, else None."""
         v = self.values[r.tensor]
-        if isinstance(v, SparseTensor):
-            return v.csr() if v.arity == 2 and self.prog.tensors[r.tensor].virtual_axis is None else None
+        if isinstance(v, SparseTensor):  # 2 indices: its CSR matrix; others: itself (matricised by the product)
+            return None if self.prog.tensors[r.tensor].virtual_axis is not None else v.csr() if v.arity == 2 else v
         if not isinstance(v, Relation) or v.arity != 2 or self.prog.tensors[r.tensor].virtual_axis is not None:
             return None
         key = (r.tensor, self.values.version(r.tensor))

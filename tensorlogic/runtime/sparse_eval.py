@@ -4,10 +4,10 @@ The executor and the dense evaluator call in here through small hooks:
 
 * `initial_value` (executor `_make_initial`): weighted tuple data and numeric data declared `sparse` become a
   `SparseTensor` (backends/sparse_numeric.py) when `choose_form` says so, else a dense float64 array;
-* `sparse_join` (`DenseEvaluator.sparse_matmul`): a join that is a two-index contraction with a sparse
-  operand (a relation or a sparse numeric tensor stored as tuples) and a dense or sparse other operand runs as
-  one scipy product, `W(x,y) V[y]` as CSR times a dense array and `A(x,y) B(y,z)` as CSR times CSR, with
-  constant factors (`0.85 W(x,y) R[y]`) applied to the product; nothing sparse is made dense;
+* `sparse_join` (`DenseEvaluator.sparse_matmul`, in runtime/sparse_products.py): a join that sums indices of
+  a sparse operand (a relation or a sparse numeric tensor stored as tuples) against the rest runs as one
+  scipy product, `W(x,y) V[y]` as CSR times a dense array, `A(x,y) B(y,z)` as CSR times CSR, a tensor of
+  more indices matricised; nothing sparse is made dense;
 * `count_applies` / `weight_of` (executor `_count`, relational.count): numeric sums over joins of relations
   and weighted relations are counted relationally, each satisfying assignment weighted by the product of
   its weighted atoms' values (projection as a weighted segment sum);
@@ -36,10 +36,11 @@ import numpy as np
 
 from ..backends.relations import Relation
 from ..backends.sparse_numeric import SparseTensor, data_form, dense_bytes
-from ..ir.nodes import Const, IVar, Join, Read, Reduce, free_vars
+from ..ir.nodes import Const, IVar, Join, Read, Reduce
 from ..plan.program import human_bytes
 from ..syntax.diagnostics import TLRuntimeError
-from .dense import Labeled, align
+from .sparse_products import _two_vars
+from .sparse_products import sparse_join as sparse_join  # DenseEvaluator.sparse_matmul's entry
 
 
 def initial_value(t: Any, data: Any) -> np.ndarray | SparseTensor | None:
@@ -227,116 +228,3 @@ def storage_lines(ex: Any) -> list[str]:
         elif v is not None:
             out.append(f"{name}: dense, {human_bytes(int(v.nbytes))}")
     return out
-
-
-# ---------------------------------------------------------------------------------------------- products
-
-_STATIC: dict[tuple, tuple] = {}  # (id(join), summed) -> (join, its static product plan)
-
-
-def _static(n: Join, over: tuple[str, ...]) -> tuple[float, list[tuple[int, str, Any]], tuple[str, ...]]:
-    """Per join node and summed variables: the product of its constant factors; the sparse-product options,
-    each a factor `R(a,b)` of two distinct variables exactly one of which (b) is summed, with the node that
-    gives the rest of the join (the other factor, or the other factors joined with every summed variable that
-    R does not read summed inside: `W(x,y) E(y,z) V[z]` is W times sum[z](E(y,z) V[z])); and the summed
-    variables no factor reads (each multiplies the sum by its range)."""
-    hit = _STATIC.get((id(n), over))
-    if hit is not None and hit[0] is n:
-        return hit[1]
-    scale, rest = 1.0, []
-    for k, (f, d) in enumerate(zip(n.factors, n.divides)):
-        if isinstance(f, Const):
-            scale = scale / float(f.value) if d else scale * float(f.value)
-        else:
-            rest.append((k, d))
-    allv = {v for f in n.factors for v in free_vars(f)}
-    options: list[tuple[int, str, Any]] = []
-    if len(rest) >= 2 and np.isfinite(scale):
-        for k, d in rest:
-            f = n.factors[k]
-            if d or not _two_vars(f):
-                continue
-            a, b = f.pos[0].expr.name, f.pos[1].expr.name
-            if (a in over) == (b in over):
-                continue
-            kept, summed = (b, a) if a in over else (a, b)
-            others = [(j, dj) for j, dj in rest if j != k]
-            ovars = {v for j, _ in others for v in free_vars(n.factors[j])}
-            if kept in ovars or summed not in ovars:
-                continue  # not a matrix product (a diagonal or an outer product): the dense path
-            if len(others) == 1 and not others[0][1]:
-                g = n.factors[others[0][0]]
-            else:
-                g = Join([n.factors[j] for j, _ in others], [dj for _, dj in others])
-                inside = tuple(v for v in over if v != summed and v in ovars)
-                g = Reduce(inside, g) if inside else g
-            options.append((k, summed, g))
-    val = (scale, options, tuple(v for v in over if v not in allv))
-    if len(_STATIC) > 20_000:
-        _STATIC.clear()
-    _STATIC[(id(n), over)] = (n, val)
-    return val
-
-
-def _two_vars(f: Any) -> bool:
-    return (isinstance(f, Read) and len(f.pos) == 2 and all(isinstance(p.expr, IVar) for p in f.pos)
-            and f.pos[0].expr.name != f.pos[1].expr.name)
-
-
-def _oriented(ev: Any, g: Any, b: str) -> tuple[Any, str] | None:
-    """The other operand as a sparse matrix with `b` first (and its other variable), if it is stored sparse."""
-    if not _two_vars(g):
-        return None
-    p, q = g.pos[0].expr.name, g.pos[1].expr.name
-    if b not in (p, q):
-        return None
-    mat = ev.read_sparse(g)
-    if mat is None or ev.ranges[p] != (0, mat.shape[0]) or ev.ranges[q] != (0, mat.shape[1]):
-        return None
-    return (mat, q) if p == b else (mat.T, p)
-
-
-def sparse_join(ev: Any, n: Join, over: tuple[str, ...]) -> Labeled | None:
-    """`R(a,b) X[b,...]` summed over b (times constants), with R stored sparse: a scipy product, or None when
-    the join is not of that shape or no operand is sparse (the dense evaluator contracts it then)."""
-    if ev.read_sparse is None:
-        return None
-    scale, options, missing = _static(n, over)
-    xp = ev.xp
-    for k, b, g in options:
-        f = n.factors[k]
-        a = f.pos[0].expr.name if f.pos[1].expr.name == b else f.pos[1].expr.name
-        mat = ev.read_sparse(f)
-        if mat is None or ev.ranges[f.pos[0].expr.name] != (0, mat.shape[0]) or \
-                ev.ranges[f.pos[1].expr.name] != (0, mat.shape[1]):
-            continue
-        if f.pos[0].expr.name == b:  # summed over the first index: use the transpose
-            mat = mat.T
-        other = _oriented(ev, g, b)
-        if other is not None and other[1] != a:  # both sparse: CSR x CSR, nothing made dense but the result
-            m2, c = other
-            if c in over:  # summed over c too: the row sums of the other first, then a matrix-vector product
-                res = Labeled(np.asarray(mat @ np.asarray(m2.sum(axis=1)).reshape(-1)).reshape(-1), (a,))
-            else:
-                res = Labeled(np.asarray((mat @ m2).toarray()), (a, c))
-            if not ev.backend.native:
-                res = Labeled(ev.backend.from_numpy(res.arr), res.vars)
-        else:
-            x = ev.eval(g)
-            if b not in x.vars or a in x.vars:
-                return None
-            rest = tuple(v for v in x.vars if v != b)
-            arr = xp.asarray(align(x, (b,) + rest, xp), dtype=xp.float64)
-            prod = ev.backend.sparse_matmul(mat, arr.reshape(arr.shape[0], -1))
-            res = Labeled(prod.reshape((mat.shape[0],) + tuple(arr.shape[1:])), (a,) + rest)
-        extra = tuple(v for v in over if v != b and v in res.vars)
-        if extra:
-            res = Labeled(xp.sum(res.arr, axis=tuple(res.vars.index(v) for v in extra)),
-                          tuple(v for v in res.vars if v not in extra))
-        factor = scale
-        for v in missing:  # a summed variable no factor reads multiplies the sum by its range
-            factor *= ev.ranges[v][1] - ev.ranges[v][0]
-        if factor != 1.0:
-            res = Labeled(res.arr * factor, res.vars)
-        return res
-    return None
