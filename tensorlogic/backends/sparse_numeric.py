@@ -176,10 +176,10 @@ class SparseTensor:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: coordinates, values, keys and the cached CSR matrix (an int, like `ndarray.nbytes`)."""
+        """Bytes held: coordinates, values, keys and the cached CSR matrices (an int, like `ndarray.nbytes`)."""
         n = self.coords.nbytes + self.values.nbytes + (0 if self._keys is None else self._keys.nbytes)
-        if self._csr is not None:
-            n += self._csr.data.nbytes + self._csr.indices.nbytes + self._csr.indptr.nbytes
+        for m in ([self._csr] if self._csr is not None else []) + list(self._mats.values()):
+            n += m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
         return int(n)
 
     @property
