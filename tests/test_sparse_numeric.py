@@ -27,18 +27,27 @@ REPO = Path(__file__).resolve().parents[1]
 def test_from_coo_sums_duplicates_and_drops_zeros_like_add_at() -> None:
     rng = np.random.default_rng(1)
     shape = (7, 5, 3)
-    ids = np.stack([rng.integers(0, s, 200) for s in shape], axis=1)
+    ids = np.stack([rng.integers(0, s - (k == 0), 200) for k, s in enumerate(shape)], axis=1)  # row 6 unused
     w = rng.normal(size=200)
-    ids = np.concatenate([ids, [[1, 1, 1], [1, 1, 1]]])
-    w = np.concatenate([w, [2.5, -2.5]])  # a cell whose weights cancel (unless others land there)
+    ids = np.concatenate([ids, [[6, 1, 1], [6, 1, 1], [6, 2, 2]]])
+    w = np.concatenate([w, [2.5, -2.5, 0.0]])  # weights that cancel, and an explicit zero
     ref = np.zeros(shape)
     np.add.at(ref, tuple(ids.T), w)
     st = SparseTensor.from_coo(ids, w, shape)
     np.testing.assert_allclose(st.to_dense(), ref, atol=1e-12)
-    assert len(st) == np.count_nonzero(np.abs(ref) > 1e-12) or len(st) == np.count_nonzero(ref)
-    assert np.all(st.values != 0)
+    assert len(st) == np.count_nonzero(ref) and np.all(st.values != 0)
+    assert not np.any(st.coords[:, 0] == 6)  # the cancelled and the zero cell hold no entry
     rows = [tuple(r) for r in st.coords.tolist()]
     assert rows == sorted(set(rows))  # sorted and unique, like Relation.cols
+
+
+def test_matricize_against_numpy() -> None:
+    rng = np.random.default_rng(15)
+    dense = rng.normal(size=(4, 3, 5)) * (rng.random((4, 3, 5)) < 0.3)
+    st = SparseTensor.from_dense(dense)
+    np.testing.assert_allclose(st.matricize((0,), (2,)).toarray(), dense.sum(axis=1))
+    np.testing.assert_allclose(st.matricize((2, 0), (1,)).toarray(), dense.transpose(2, 0, 1).reshape(20, 3))
+    np.testing.assert_allclose(st.matricize((), (0, 1, 2)).toarray(), dense.reshape(1, 60))
 
 
 def test_lookup_csr_support_and_from_dense() -> None:
