@@ -363,6 +363,24 @@ def remap_keys(keys: np.ndarray, m: int, ids: np.ndarray, n1: int) -> np.ndarray
     return out
 
 
+@njit(cache=True, nogil=True)
+def take_new(words: np.ndarray, keys: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """The keys whose bits are not set in `words` (in their order), setting them: a difference with the
+    known facts and their update in one pass."""
+    out = np.empty(keys.shape[0], dtype=np.int64)
+    n = 0
+    for i in range(keys.shape[0]):
+        k = np.uint64(keys[i])
+        w = k >> np.uint64(6)
+        m = _ONE << (k & _SIXTY_THREE)
+        if words[w] & m:
+            continue
+        words[w] |= m
+        out[n] = keys[i]
+        n += 1
+    return out[:n]
+
+
 def warm() -> None:
     """Compile (or load from numba's cache) every kernel for the argument types the fast path uses."""
     words = np.zeros(1, dtype=np.uint64)
@@ -377,3 +395,4 @@ def warm() -> None:
     radix_sort(np.array([3, 1], dtype=np.int64), 2)
     clear_words(words, np.array([1], dtype=np.int64))
     remap_keys(np.array([1], dtype=np.int64), 2, np.array([0, 5], dtype=np.int64), 9)
+    take_new(words, np.array([1, 2], dtype=np.int64))

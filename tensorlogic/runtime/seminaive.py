@@ -17,7 +17,8 @@ on the fast path of `runtime/chains.py`.
 
 Join orders are planned once per fixpoint: each rule variant (a rule with one atom read as the delta) takes
 the planner's greedy order (`join_project`, by estimated output sizes) in its first delta round, and later
-rounds follow it rather than planning again.
+rounds follow it rather than planning again. The known facts of each relation are also a compiled membership
+bitmap (`_Seen`) when the kernels are loaded: a round's new facts are its derived tuples that are not set there.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..backends.relations import Relation
 from ..ir.graph import Stratum
 from ..ir.nodes import Read, reads
-from . import relational
+from . import chain_kernels, relational
 from .chains import run_chains
 
 if TYPE_CHECKING:
@@ -71,6 +74,8 @@ def semi_naive(ex: Executor, st: Stratum, bind: dict[int, dict] | None = None) -
             full[t], rounds, more = done
             return full, rounds, derived + more
     plans: dict[tuple[int, int], list] = {}  # (rule, delta atom) -> join order, chosen in its first round
+    work = sum(len(r) for r in full.values()) + sum(len(r) for r in outside.values())
+    seen = {t: _Seen.of(full[t], work) for t in st.tensors}
     while True:
         if ex.debug:
             sizes = ", ".join(f"{t}: +{len(delta[t])}" for t in st.tensors)
@@ -90,11 +95,47 @@ def semi_naive(ex: Executor, st: Stratum, bind: dict[int, dict] | None = None) -
                                           ex.prog.tensors[f.eq.lhs].storage_shape, bind.get(f.eq.id),
                                           plans.setdefault((i, j), []))
                 derived += len(new)
-                new_delta[f.eq.lhs] = new_delta[f.eq.lhs].union(new.difference(full[f.eq.lhs]))
+                s = seen[f.eq.lhs]
+                fresh = s.fresh(new) if s is not None else None
+                if fresh is None:
+                    fresh = new.difference(full[f.eq.lhs])
+                new_delta[f.eq.lhs] = new_delta[f.eq.lhs].union(fresh)
         delta = new_delta
+        for t, s in seen.items():
+            if s is not None and len(delta[t]) and delta[t].shape == full[t].shape:
+                delta[t]._excluded = full[t]  # disjoint from the known facts: the union below need not test
         if not any(len(d) for d in delta.values()):
             break
         rounds += 1
         for t in st.tensors:
             full[t] = full[t].union(delta[t])
     return full, rounds, derived
+
+
+class _Seen:
+    """The known facts of a stratum relation as a compiled membership bitmap of its key space, so that a
+    round's new facts are found (and recorded) in one pass instead of binary searches over the growing
+    relation's sorted runs; used when the kernels are loaded or the stratum is large enough to load them
+    (`chain_kernels.kernels`) and the key space has at most 2**29 cells (a 64 MB bitmap)."""
+
+    def __init__(self, kern, rel: Relation) -> None:
+        self.kern = kern
+        self.shape = rel.shape
+        self.words = np.zeros((int(np.prod(rel.shape)) + 63) // 64, dtype=np.uint64)
+        kern.set_bits(self.words, rel._get_keys())
+
+    @classmethod
+    def of(cls, rel: Relation, work: int) -> _Seen | None:
+        ext = int(np.prod(rel.shape)) if rel.shape else 1
+        if not rel.shape or ext > chain_kernels._BIG_BITMAP:
+            return None
+        kern = chain_kernels.kernels(ext, len(rel), work)
+        return cls(kern, rel) if kern is not None and rel._get_keys() is not None else None
+
+    def fresh(self, new: Relation) -> Relation | None:
+        """The facts of `new` not known yet, now known; None when `new` has another shape."""
+        keys = new._get_keys() if new.shape == self.shape else None
+        if keys is None:
+            return None
+        return Relation._make(self.shape, keys=self.kern.take_new(self.words, keys.astype(np.int64, copy=False)))
+
