@@ -9,9 +9,11 @@ the same equations on the same values, so gradients are identical with and witho
 
 A node whose join alone would not fit (its inputs, output and workspace over the budget) has its workspace
 shrunk by slicing (`plan/slicing.py`): its joins are planned to run in chunks within what the budget leaves,
-at the FLOPs slicing costs; at run time the executor slices every join that does not fit in what is left
-(`runtime/sliced.py`). When no schedule fits, the graph with every join sliced as far as it goes is tried;
-when that fails too, nothing runs and the error gives the smallest budget the optimiser could meet.
+at the FLOPs slicing costs. Slicing more nodes (capping workspaces at a fraction of the budget) leaves room to
+keep more values, so slicing is traded against recomputation: graphs sliced more and more are solved until
+two have a schedule, and the cheaper wins. At run time the executor slices every join that does not fit in
+what is left (`runtime/sliced.py`). When no graph has a schedule, nothing runs and the error gives the
+smallest budget the optimiser could meet with every join sliced as far as it goes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from typing import Any
 
 from ..plan.program import human_bytes
 from ..syntax.diagnostics import TLRuntimeError
+
+CHUNK_OVERHEAD_FLOPS = 100_000
+"""What one chunk of a sliced join costs beyond its FLOPs (a pass of Python over the steps, about 10 us),
+in FLOPs, so that the schedule's cost charges many small chunks."""
 
 
 def _slice_stratum(st: Any, room: int | None) -> tuple[int, float] | None:
@@ -43,24 +49,27 @@ def _slice_stratum(st: Any, room: int | None) -> tuple[int, float] | None:
                     sj = None
                 sj = sj or least_workspace(j.inputs, j.output, sizes)
                 if sj.workspace < ws:
-                    ws, f, changed = sj.workspace, sj.flops, True
+                    ws, f, changed = sj.workspace, sj.flops + CHUNK_OVERHEAD_FLOPS * sj.n_chunks, True
             need, eflops = max(need, ws), eflops + f
         work = max(work, need)
         flops += eflops if e.joins else e.flops
     return (8 * work, flops) if changed else None
 
 
-def slice_nodes(graph: Any, plan: Any, budget: int | None) -> list[int]:
+def slice_nodes(graph: Any, plan: Any, budget: int | None, cap: int | None = None) -> list[int]:
     """Shrink, in place, the workspace of each node of `graph` (one per stratum of `plan`, as
     `graph_from_plan` makes it) that cannot be computed within `budget` even with nothing else live, by
-    slicing its joins into what the budget leaves beside its inputs and output; `budget` None slices every
-    join as far as it goes. The node's cost becomes the sliced FLOPs. Returns the nodes changed."""
+    slicing its joins into what the budget leaves beside its inputs and output; with `cap` (bytes), also
+    every node whose workspace exceeds it, down to it; `budget` None slices every join as far as it goes.
+    The node's cost becomes the sliced FLOPs. Returns the nodes changed."""
     changed = []
     for k, st in enumerate(plan.strata):
         if budget is None:
             room = None
         else:
             room = int(budget - (graph.compute_peak(k) - graph.workspace[k])) // 8
+            if cap is not None:
+                room = min(room, cap // 8)
             if graph.workspace[k] <= 8 * room:
                 continue
             room = max(room, 0)
@@ -71,27 +80,53 @@ def slice_nodes(graph: Any, plan: Any, budget: int | None) -> list[int]:
     return changed
 
 
+CAPS = (None, 2, 4, 8, 0)
+"""The workspace caps tried, as fractions of the budget: None slices only the nodes that cannot fit at all,
+2, 4 and 8 also cap every node's workspace at budget/2, /4, /8, and 0 slices every join as far as it goes."""
+
+
+def _best_schedule(plan: Any, outputs: set[str], budget: int, strategy: str) -> tuple[Any, Any]:
+    """Slicing against recomputation: the graph is sliced more and more (`CAPS`; graphs that come out the same
+    are solved once) until two of them have a schedule; the cheaper one wins (a sliced node costs its extra
+    FLOPs, a dropped value its recomputation). When none fits, the last (every join sliced as far as it
+    goes) says the least budget."""
+    from ..plan.remat import solve
+    from ..plan.remat_graph import graph_from_plan
+
+    seen: set[tuple[float, ...]] = set()
+    best = last = None
+    found = 0
+    for cap in CAPS:
+        graph = graph_from_plan(plan, outputs)
+        if cap == 0:
+            slice_nodes(graph, plan, None)
+        else:
+            slice_nodes(graph, plan, budget, None if cap is None else budget // cap)
+        key = tuple(graph.workspace)
+        if key in seen:
+            continue
+        seen.add(key)
+        sched = solve(graph, float(budget), strategy)
+        last = (graph, sched)
+        if sched.feasible:
+            found += 1
+            if best is None or sched.cost < best[1].cost:
+                best = last
+            if found == 2:
+                break
+    return best or last
+
+
 def scheduled_run(gp: Any, outputs: set[str], budget: int, strategy: str = "milp", cache: dict | None = None
                   ) -> Any:
     """Run the (analysed) gradient program `gp` under `budget` bytes; returns the schedule it ran."""
-    from ..plan.remat import solve
-    from ..plan.remat_graph import graph_from_plan
     from ..runtime.sliced import use_budget
 
     key = ("schedule", id(gp.analyzed), budget, strategy)
     if cache is not None and key in cache:
         graph, sched = cache[key]
     else:
-        plan = gp.plan()
-        graph = graph_from_plan(plan, outputs)
-        slice_nodes(graph, plan, budget)
-        sched = solve(graph, float(budget), strategy)
-        if not sched.feasible:  # every join sliced as far as it goes: the least memory, at more FLOPs
-            least = graph_from_plan(plan, outputs)
-            if slice_nodes(least, plan, None):
-                alt = solve(least, float(budget), strategy)
-                if alt.feasible or alt.min_budget:
-                    graph, sched = least, alt
+        graph, sched = _best_schedule(gp.plan(), outputs, budget, strategy)
         if cache is not None:
             cache[key] = (graph, sched)
     if not sched.feasible:
