@@ -257,3 +257,29 @@ def test_a_join_that_cannot_fit_what_is_left_is_a_clear_error():
     res = sliced_join(ev, join, xs, ("i", "k"), {"i": 3, "j": 4, "k": 5}, 1)
     np.testing.assert_allclose(res.arr, xs[0].arr @ xs[1].arr, rtol=1e-12)
     assert ev.max_transient <= 8 * 16
+
+
+def test_slicing_is_traded_against_recomputation(monkeypatch):
+    monkeypatch.setenv("TL_SHARE", "0")
+    from tensorlogic.learn.budget import _best_schedule, slice_nodes
+    from tensorlogic.plan.remat import simulate, solve, store_all
+    from tensorlogic.plan.remat_graph import graph_from_plan
+
+    vals = _three_way(a=2, b=3, c=40, f=30, g=30)
+    prog = tl.Program(TRAIN)
+    prog.grad("Loss", ["A", "B", "C"], **vals)
+    gp = next(v[0] for k, v in prog._grad_programs.items() if isinstance(k, tuple) and k[0] == "Loss")
+    plan, outs = gp.plan(), {"Grad_A", "Grad_B", "Grad_C", "Loss"}
+    budget = int(store_all(graph_from_plan(plan, outs)).peak * 0.9)
+    graph, sched = _best_schedule(plan, outs, budget, "milp")
+    assert sched.feasible and sched.peak <= budget
+    cost, peak = simulate(graph, sched.steps)  # a replay of the chosen schedule
+    assert peak <= budget and cost == pytest.approx(sched.cost)
+    only_needed = graph_from_plan(plan, outs)
+    slice_nodes(only_needed, plan, budget)
+    as_needed = solve(only_needed, float(budget), "milp")
+    least = graph_from_plan(plan, outs)
+    slice_nodes(least, plan, None)
+    everything = solve(least, float(budget), "milp")
+    assert everything.feasible and sched.cost <= everything.cost
+    assert not as_needed.feasible or sched.cost <= as_needed.cost
