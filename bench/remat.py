@@ -5,11 +5,14 @@ unit): recompute overhead at 72% and 50% of the store-everything peak by the MIL
 optimum: 15.2% and 27.3%), and the smallest budget (3 units). (b) An MLP chain and a 2-block transformer:
 their computation graphs are built from tensorlogic's own gradient programs (`tl grad`), one node per
 stratum, FLOPs and bytes from the whole-program plan; for each strategy (store-all, sqrt(n), DP where the
-graph is a chain, MILP) the modelled peak and the extra FLOPs at 100%, 50%, 33% and 30% of the modelled
-store-everything peak, and each schedule run by the executor: its measured peak, time and gradients. The
-MILP here computes each backward value once (`recompute_backward=False`, a smaller model HiGHS solves fast).
+graph is a chain, the layered chain DP where the graph is a sequential network's, MILP) the modelled peak
+and the extra FLOPs at 100%, 50%, 33% and 30% of the modelled store-everything peak, and each schedule run by
+the executor: its measured peak, time and gradients. The MILP here computes each backward value once
+(`recompute_backward=False`, a smaller model HiGHS solves fast) and starts from the best heuristic schedule;
+its bound (and with --full-bound, the bound of the full model, where backward values may be recomputed too)
+says how far from optimal a schedule not proven optimal can be.
 
-    .venv/bin/python bench/remat.py [--quick] [--time-limit SECONDS]
+    .venv/bin/python bench/remat.py [--quick] [--time-limit SECONDS] [--full-bound SECONDS] [--skip-chain]
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import tensorlogic as tl  # noqa: E402
 from tensorlogic.plan.remat import chain_graph, lower_bound_budget, solve, store_all  # noqa: E402
 from tensorlogic.plan.remat_chain import chain_shape  # noqa: E402
 from tensorlogic.plan.remat_graph import graph_from_plan  # noqa: E402
+from tensorlogic.plan.remat_layers import layer_chain  # noqa: E402
+from tensorlogic.plan.remat_milp import milp_solve  # noqa: E402
 
 
 def mlp_source(layers: int, width: int, batch: int) -> tuple[str, dict[str, np.ndarray]]:
@@ -140,7 +145,18 @@ def unit_chain(time_limit: float) -> None:
           "units no schedule exists: b_i needs f_i, b_(i+1) and itself live, 3 units, a proof the solver also uses)")
 
 
-def table(name: str, case: Case, fractions: list[float], time_limit: float) -> None:
+def full_model_bound(g, budget: float, base_cost: float, seconds: float) -> str:
+    """HiGHS's bound on Checkmate's full model (backward values may be recomputed too): no schedule of the
+    graph within `budget` costs less."""
+    r = milp_solve(g, budget, seconds, recompute_backward=True)
+    if r.status == "infeasible":
+        return "full model: infeasible"
+    if r.bound is None:
+        return f"full model: no bound in {seconds:g} s"
+    return f"full model ({seconds:g} s): the optimum is at least +{100 * (r.bound / base_cost - 1):.1f}%"
+
+
+def table(name: str, case: Case, fractions: list[float], time_limit: float, full_bound: float = 0.0) -> None:
     g = case.graph
     base = store_all(g)
     print(f"\n(b) {name}: {g.n} nodes ({sum(g.backward)} backward), static {g.static / 2**20:.2f} MiB; store-all "
@@ -149,7 +165,8 @@ def table(name: str, case: Case, fractions: list[float], time_limit: float) -> N
           f"fits below {lower_bound_budget(g) / base.peak:.0%} (one node's inputs, output and workspace)")
     print(f"    {'budget':>6} {'strategy':>9} {'model MiB':>9} {'meas. MiB':>9} {'extra FLOPs':>11} "
           f"{'time':>8} {'grad diff':>9}  note")
-    strategies = ["store_all", "sqrt", "greedy"] + (["dp"] if chain_shape(g) is not None else []) + ["milp"]
+    strategies = ["store_all", "sqrt", "greedy"] + (["dp"] if chain_shape(g) is not None else []) + \
+        (["layers"] if layer_chain(g) is not None else []) + ["milp"]
     for f in fractions:
         budget = f * base.peak
         for strat in strategies:
@@ -163,6 +180,8 @@ def table(name: str, case: Case, fractions: list[float], time_limit: float) -> N
                                                                                   ", not proven optimal")
                 if s.feasible and not s.optimal and s.lower_bound:
                     note += f"; the optimum is at least +{100 * (s.lower_bound / base.cost - 1):.1f}%"
+                if full_bound and s.feasible and not s.optimal:
+                    note += "; " + full_model_bound(g, budget, base.cost, full_bound)
             if not s.steps:
                 least = f"; least budget {s.min_budget / base.peak:.0%}" if s.min_budget else ""
                 print(f"    {f'{100 * f:.0f}%':>6} {strat:>9} {'-':>9} {'-':>9} {'infeasible':>11} {'':>8} "
@@ -181,15 +200,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller models and time limits")
     ap.add_argument("--time-limit", type=float, default=60.0, help="seconds per MILP solve")
+    ap.add_argument("--full-bound", type=float, default=0.0,
+                    help="seconds for a lower bound from the full model (backward recomputation too) where the "
+                    "MILP's schedule is not proven optimal (default: not run)")
+    ap.add_argument("--skip-chain", action="store_true", help="skip (a), the unit chain")
     args = ap.parse_args()
     tlim = 10.0 if args.quick else args.time_limit
-    unit_chain(tlim)
+    if not args.skip_chain:
+        unit_chain(tlim)
     fractions = [1.0, 0.5, 0.33, 0.3]
     layers = 8 if args.quick else 16
     table(f"MLP, {layers} ReLU layers of 64 units, batch 1024", Case(*mlp_source(layers, 64, 1024)), fractions,
-          tlim)
+          tlim, args.full_bound)
     table("2-block transformer, 32 sequences x 16 positions, De 64, 4 heads, MLP 128", Case(*transformer_source()),
-          fractions, tlim)
+          fractions, tlim, args.full_bound)
     print("\nmodel: FLOPs and bytes per stratum from the plan, peaks by replaying each schedule (remat.simulate); "
           "meas.: the schedule run by the executor (Executor.run_schedule), its counted peak, its time relative "
           "to store-all (CPU time, numpy on one thread, best of 5 runs alternating with store-all) and the "

@@ -279,3 +279,163 @@ def test_plan_remat_picks_store_all_when_it_fits_and_refuses_below_the_least_bud
     assert s.min_budget >= brute - 1e-6
     if s.optimal:
         assert s.min_budget == pytest.approx(brute)
+
+
+# ---------------------------------------------------------------------------------------- layered graphs
+def random_layered(rng: random.Random, n: int, single: bool = False) -> RematGraph:
+    """A sequential network's gradient graph: forward f_0..f_{n-1} (a chain), then per layer k = n-1..0 a
+    group of backward nodes reading f_k and the group above's last node; each group but the top also
+    makes an output (a weight gradient) unless `single` (one node per group: Checkmate's chain)."""
+    names, cost, mem, deps, bwd, ws = [], [], [], [], [], []
+    outs: set[int] = set()
+
+    def node(name: str, d: tuple[int, ...], backward: bool) -> int:
+        names.append(name)
+        cost.append(float(rng.randint(1, 4)))
+        mem.append(float(rng.randint(1, 3)))
+        ws.append(float(rng.randint(0, 1)))
+        deps.append(d)
+        bwd.append(backward)
+        return len(names) - 1
+
+    fwd = [node("f0", (), False)]
+    for k in range(1, n):
+        fwd.append(node(f"f{k}", (fwd[-1],), False))
+    carried = None
+    for k in range(n - 1, -1, -1):
+        g = node(f"g{k}", (fwd[k],) + ((carried,) if carried is not None else ()), True)
+        if not single and carried is not None:
+            outs.add(node(f"w{k}", (carried, fwd[k]), True))
+        if not single and rng.random() < 0.5:
+            g = node(f"a{k}", (g, fwd[k]), True)
+        carried = g
+    outs.add(carried)
+    return RematGraph(names, cost, mem, deps, bwd, outs, static=float(rng.randint(0, 2)), workspace=ws)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_layered_schedules_are_valid_and_never_beat_the_optimum(seed):
+    from tensorlogic.plan.remat_layers import layer_chain
+
+    rng = random.Random(200 + seed)
+    g = random_layered(rng, rng.randint(2, 3))
+    assert layer_chain(g) is not None
+    lo, hi = brute_force(g, None), store_all(g).peak
+    assert solve(g, hi, "layers").cost == pytest.approx(store_all(g).cost)  # store-all fits: nothing recomputed
+    for budget in sorted({lo, (lo + hi) / 2, hi * 0.8}):
+        s = solve(g, budget, "layers")
+        if not s.feasible:
+            continue
+        cost, peak = replay(g, s.steps)
+        assert peak <= budget + 1e-9 and cost == pytest.approx(s.cost)
+        assert cost >= brute_force(g, budget) - 1e-9
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_layered_schedule_of_one_node_groups_is_the_optimum(seed):
+    """One backward node per layer: the grouping is Checkmate's chain itself, and the DP is exact on it."""
+    rng = random.Random(300 + seed)
+    g = random_layered(rng, rng.randint(2, 4), single=True)
+    lo, hi = brute_force(g, None), store_all(g).peak
+    for budget in sorted({lo, (lo + hi) / 2, hi}):
+        s = solve(g, budget, "layers")
+        assert s.feasible
+        cost, peak = replay(g, s.steps)
+        assert peak <= budget + 1e-9
+        assert cost == pytest.approx(brute_force(g, budget))
+
+
+def test_non_layered_graphs_are_refused_by_the_layered_strategy():
+    from tensorlogic.plan.remat_layers import layer_chain
+
+    assert layer_chain(chain_graph(4)) is None  # b_(n-1) reads two forward values (f_(n-1) and the loss)
+    with pytest.raises(ValueError, match="sequential"):
+        solve(random_graph(random.Random(1), 6), 10, "layers")
+
+
+def mlp_gradient(layers: int, width: int, batch: int):
+    src = f"tensor X[{batch}, {width}]\ntensor Y[{batch}, {width}]\n"
+    src += "".join(f"tensor W{i}[{width}, {width}] learnable\n" for i in range(1, layers + 2))
+    prev = "X"
+    for i in range(1, layers + 1):
+        src += f"H{i}[b, j] = relu(W{i}[j, k] {prev}[b, k])\n"
+        prev = f"H{i}"
+    src += f"Z[b, j] = W{layers + 1}[j, k] {prev}[b, k]\nLoss = (Z[b, j] - Y[b, j])^2\n"
+    rng = np.random.default_rng(3)
+    data = {"X": rng.standard_normal((batch, width)), "Y": rng.standard_normal((batch, width))}
+    prog = tl.Program(src)
+    return prog.grad_source("Loss", **data), {**data, **prog.params}
+
+
+def attention_gradient():
+    src = """tensor X[4, 6, 8]
+tensor Tgt[4, 6, 5]
+tensor WQ[2, 4, 8] learnable
+tensor WK[2, 4, 8] learnable
+tensor WV[2, 4, 8] learnable
+tensor WS[8, 2, 4] learnable
+tensor WA[12, 8] learnable
+tensor WO[5, 8] learnable
+Q[n, h, p, k] = WQ[h, k, d] X[n, p, d]
+K[n, h, p, k] = WK[h, k, d] X[n, p, d]
+V[n, h, p, k] = WV[h, k, d] X[n, p, d]
+C[n, h, p, q.] = softmax(Q[n, h, p, k] K[n, h, q, k] / 2)
+A[n, h, p, k] = C[n, h, p, q] V[n, h, q, k]
+R[n, p, d.] = lnorm(WS[d, h, k] A[n, h, p, k] + X[n, p, d])
+M[n, p, f] = relu(WA[f, d] R[n, p, d])
+Out[n, p, t.] = softmax(WO[t, f] M[n, p, f])
+Loss = - Tgt[n, p, t] log(Out[n, p, t])
+"""
+    rng = np.random.default_rng(4)
+    data = {"X": rng.standard_normal((4, 6, 8)), "Tgt": np.eye(5)[rng.integers(0, 5, (4, 6))]}
+    prog = tl.Program(src.replace("WO[5, 8]", "WO[5, 12]"))
+    return prog.grad_source("Loss", **data), {**data, **prog.params}
+
+
+@pytest.mark.parametrize("make", [lambda: mlp_gradient(3, 8, 64), attention_gradient], ids=["mlp", "attention"])
+def test_model_is_exact_node_by_node(make):
+    """The executor's counted peak while it computes each node never exceeds the model's (static bytes, what is
+    live, the node's output and workspace), and store-all's counted peak equals the modelled one."""
+    gsrc, values = make()
+    gp = tl.Program(gsrc)
+    gp.analyze(**values)
+    g = graph_from_plan(gp.plan())
+    base = store_all(g)
+    ex = gp.executor
+    live: set[int] = set()
+    for op, v in base.steps:
+        if op == "free":
+            live.discard(v)
+            ex.run_schedule(g.tensors, [(op, v)])
+            continue
+        ex.peak_bytes = 0
+        ex.run_schedule(g.tensors, [(op, v)])
+        modelled = g.static + sum(g.mem[u] for u in live) + g.mem[v] + g.workspace[v]
+        assert ex.peak_bytes <= modelled, g.names[v]
+        live.add(v)
+    run = tl.Program(gsrc)
+    run.analyze(**values)
+    run.executor.run_schedule(g.tensors, base.steps)
+    assert run.executor.peak_bytes == base.peak
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_heuristic_schedule_warm_starts_the_milp(seed):
+    """A schedule read as Checkmate's stages (`stages_of`) is a solution of the MILP within the same budget:
+    the MILP's own reading of it (`steps_from`) replays at no more memory, and the solver started from it
+    reaches the exhaustive optimum (backward values computed once)."""
+    from tensorlogic.plan.remat_milp import milp_solve, stages_of, steps_from, warm_start
+
+    rng = random.Random(400 + seed)
+    g = random_layered(rng, 3)
+    lo, hi = brute_force(g, None, False), store_all(g).peak
+    budget = (lo + hi) / 2
+    start = warm_start(g, budget)
+    assert start is not None
+    stages = stages_of(g, start.steps)
+    assert stages is not None
+    cost, peak = replay(g, steps_from(g, *stages))
+    assert cost == pytest.approx(start.cost) and peak <= start.peak + 1e-9
+    r = milp_solve(g, budget, 30, recompute_backward=False, start=start.steps)
+    assert r.status == "optimal" and r.objective == pytest.approx(brute_force(g, budget, False))
+    assert r.objective <= start.cost + 1e-9

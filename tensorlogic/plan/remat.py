@@ -17,6 +17,8 @@ Strategies (`solve(graph, budget, strategy)`):
   the MILP falls back to it when HiGHS finds no schedule within its time limit.
 - `dp` (`remat_chain.py`): exact dynamic program for chains (a linear forward chain and its backward).
 - `milp` (`remat_milp.py`): Checkmate's MILP over stages, for any graph, solved by HiGHS (scipy).
+- `layers` (`remat_layers.py`): a sequential network's gradient graph grouped into a chain, solved by the DP.
+- `auto`: store-all when it fits, else dp, layers or the MILP, whichever applies first (`solve_auto`).
 
 `simulate` replays a schedule and checks it (every value live when read, outputs present at the end) and
 returns its cost and peak; every strategy's schedule goes through it.
@@ -73,6 +75,25 @@ class RematGraph:
     def compute_peak(self, v: int) -> float:
         """The least memory computing v can take: v, its workspace and its inputs, besides static bytes."""
         return self.static + self.mem[v] + self.workspace[v] + sum(self.mem[d] for d in set(self.deps[v]))
+
+
+def forward_order(graph: RematGraph) -> list[int]:
+    """The forward nodes, then the backward nodes, each in their order: a topological order too, since no
+    forward node reads a backward one."""
+    return [v for v in range(graph.n) if not graph.backward[v]] + [v for v in range(graph.n) if graph.backward[v]]
+
+
+def forward_first(graph: RematGraph) -> RematGraph:
+    """The same graph with its nodes in `forward_order`. Checkmate's stages follow the node order, so this lets
+    a schedule that runs the forward pass and then the backward pass be a MILP solution (`remat_milp.py`)."""
+    order = forward_order(graph)
+    if order == list(range(graph.n)):
+        return graph
+    new = {v: k for k, v in enumerate(order)}
+    return RematGraph([graph.names[v] for v in order], [graph.cost[v] for v in order],
+                      [graph.mem[v] for v in order], [tuple(new[d] for d in graph.deps[v]) for v in order],
+                      [graph.backward[v] for v in order], {new[o] for o in graph.outputs}, graph.static,
+                      [graph.workspace[v] for v in order], [graph.tensors[v] for v in order] if graph.tensors else [])
 
 
 @dataclass
@@ -161,11 +182,12 @@ def sqrt_checkpoints(graph: RematGraph, every: int | None = None) -> Schedule:
     return _finish(graph, "sqrt", None, checkpoint_schedule(graph, keep), note=f"checkpoint every {k}")
 
 
-def checkpoint_schedule(graph: RematGraph, keep: set[int], eager: bool = False) -> list[Step]:
+def checkpoint_schedule(graph: RematGraph, keep: set[int], eager: bool = False, lean: bool = False) -> list[Step]:
     """Forward pass keeping only `keep` (and what later forward nodes still read); then each backward node
     in order, first recomputing (recursively) the forward values it reads that are not live. A value is freed
     as soon as no later step can read it; with `eager`, a recomputed value not in `keep` is freed as soon as
-    the next backward node does not read it (less memory, more recomputation)."""
+    the next backward node does not read it (less memory, more recomputation); with `lean`, also each
+    value recomputed on the way is freed as soon as the recomputation no longer reads it."""
     users = graph.users()
     live: set[int] = set()
     done: set[int] = set()  # backward nodes computed
@@ -204,10 +226,34 @@ def checkpoint_schedule(graph: RematGraph, keep: set[int], eager: bool = False) 
         live.add(v)
         steps.append(("compute", v))
 
+    def recompute(v: int) -> None:  # lean: v's missing inputs, each ancestor freed after its last use here
+        need: set[int] = set()
+        stack = [d for d in graph.deps[v] if d not in live]
+        while stack:
+            u = stack.pop()
+            if u not in need and u not in live:
+                need.add(u)
+                stack += [d for d in graph.deps[u] if d not in live]
+        uses: dict[int, int] = {}
+        for u in need:
+            for d in set(graph.deps[u]):
+                uses[d] = uses.get(d, 0) + 1
+        for u in sorted(need):
+            live.add(u)
+            steps.append(("compute", u))
+            for d in sorted(set(graph.deps[u])):
+                uses[d] -= 1
+                if uses[d] == 0 and d in need and d not in graph.deps[v] and d not in keep:
+                    live.discard(d)
+                    steps.append(("free", d))
+        ensure(v)
+
     for v in fwd:
         ensure(v)
         forward_free(v, pos[v])
     for n, v in enumerate(bwd):
+        if lean:
+            recompute(v)
         ensure(v)
         done.add(v)
         backward_free()
@@ -241,13 +287,42 @@ def solve(graph: RematGraph, budget: float | None, strategy: str = "milp", **opt
         from .remat_milp import solve_milp
 
         return solve_milp(graph, budget if budget is not None else store_all(graph).peak, **options)
+    elif strategy == "layers":
+        from .remat_layers import solve_layers
+
+        return solve_layers(graph, budget if budget is not None else store_all(graph).peak)
+    elif strategy == "auto":
+        return solve_auto(graph, budget if budget is not None else store_all(graph).peak,
+                          options.get("time_limit", 10.0))
     else:
-        raise ValueError(f"unknown rematerialisation strategy {strategy!r} (store_all, sqrt, greedy, dp, milp)")
+        raise ValueError(f"unknown rematerialisation strategy {strategy!r} "
+                         "(store_all, sqrt, greedy, dp, layers, milp, auto)")
     s.budget = budget
     if budget is not None and s.peak > budget:
         s.feasible = False
         s.min_budget = s.peak
     return s
+
+
+def solve_auto(graph: RematGraph, budget: float, time_limit: float = 10.0) -> Schedule:
+    """Store-all when it fits; else the exact DP on a chain; else the chain DP over a sequential network's
+    layers (`remat_layers.py`) when the graph has that form and it fits; else the MILP with backward values
+    computed once (greedy checkpointing when HiGHS finds nothing within `time_limit`)."""
+    from .remat_chain import chain_shape
+    from .remat_layers import layer_chain, solve_layers
+
+    base = store_all(graph)
+    if base.peak <= budget:
+        base.budget = budget
+        return base
+    if chain_shape(graph) is not None:
+        return solve(graph, budget, "dp")
+    lc = layer_chain(graph)
+    if lc is not None:
+        s = solve_layers(graph, budget, lc)
+        if s.feasible:
+            return s
+    return solve(graph, budget, "milp", time_limit=time_limit, recompute_backward=False)
 
 
 def chain_graph(n: int, fwd_cost: float | list[float] = 1, bwd_cost: float | list[float] = 1,
@@ -273,19 +348,22 @@ def greedy_checkpoints(graph: RematGraph, budget: float) -> Schedule:
     """
     results = [_greedy(graph, budget, eager) for eager in (False, True)]
     fits = [r for r in results if r.feasible]
+    if not fits:  # leaner recomputation: every recomputed ancestor freed after its last use
+        results += [_greedy(graph, budget, eager, lean=True) for eager in (False, True)]
+        fits = [r for r in results if r.feasible]
     if fits:
         return min(fits, key=lambda r: r.cost)
     return min(results, key=lambda r: r.peak)
 
 
-def _greedy(graph: RematGraph, budget: float, eager: bool) -> Schedule:
+def _greedy(graph: RematGraph, budget: float, eager: bool, lean: bool = False) -> Schedule:
     keep = {v for v in range(graph.n) if not graph.backward[v]}
-    best = _finish(graph, "greedy", budget, checkpoint_schedule(graph, keep, eager))
+    best = _finish(graph, "greedy", budget, checkpoint_schedule(graph, keep, eager, lean))
     least = best
     while best.peak > budget and keep - graph.outputs:
         pick = None
         for k in sorted(keep - graph.outputs):
-            trial = checkpoint_schedule(graph, keep - {k}, eager)
+            trial = checkpoint_schedule(graph, keep - {k}, eager, lean)
             cost, peak = simulate(graph, trial)
             # a drop that lowers the peak most per extra FLOP; else (a plateau) the cheapest drop
             key = (0, -(best.peak - peak) / max(cost - best.cost, 1e-12)) if peak < best.peak else (1, cost)

@@ -2,8 +2,9 @@
 
 `graph_from_plan(plan)` turns the whole-program plan (`plan/program.py`, what the executor runs) into a
 `RematGraph`: one node per stratum, in the plan's order (a topological order of the dataflow graph of
-`ir/graph.py`); its cost is the FLOPs of its equations, its output the bytes of its tensors, its workspace
-the largest intermediate of its joins, its inputs the strata computing the tensors it reads. Tensors no
+`ir/graph.py`); its cost is the FLOPs of its equations, its
+output the bytes of its tensors, its workspace the largest product of its joins (`node_workspace`), its
+inputs the strata computing the tensors it reads. Tensors no
 stratum computes (data, parameters, given gradients) are static: live throughout, as in the executor.
 Gradient tensors (`Grad_*`, `Adj_*`, from `tl grad`) and whatever reads them are the backward part (the
 statistics a layer norm's derivative keeps, `Mean_*`, `Var_*`, are forward); the queried tensors are the
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from ..ir.nodes import reads
 from .program import BYTES_PER_ELEMENT, ProgramPlan
-from .remat import RematGraph, Schedule, solve, store_all
+from .remat import RematGraph, Schedule, solve
 
 BACKWARD_PREFIXES = ("Grad_", "Adj_")
 
@@ -35,8 +36,7 @@ def graph_from_plan(plan: ProgramPlan, outputs: set[str] | None = None,
         cost.append(float(sum(e.flops for e in st.equations)))
         out_bytes = sum(plan.tensor_bytes[t] for t in st.tensors)
         mem.append(float(out_bytes))
-        largest = max([e.largest_intermediate * BYTES_PER_ELEMENT for e in st.equations if e.kind == "dense"] + [0])
-        ws.append(float(largest))  # the executor's model: the largest intermediate on top of what is live
+        ws.append(float(node_workspace(st)))
         ins: set[int] = set()
         for e in st.equations:
             for r in reads(e.equation.rhs):
@@ -53,18 +53,18 @@ def graph_from_plan(plan: ProgramPlan, outputs: set[str] | None = None,
     return RematGraph(names, cost, mem, deps, backward, outs, static, ws, [list(st.tensors) for st in plan.strata])
 
 
-def plan_remat(plan: ProgramPlan, budget: float, time_limit: float = 10.0) -> tuple[RematGraph, Schedule]:
-    """The schedule for running `plan` within `budget` bytes: store-all when it fits, else the chain DP when
-    the graph is a chain, else the MILP (backward values computed once; greedy checkpointing when HiGHS finds
-    nothing within `time_limit`). Check `schedule.feasible`; when False, `schedule.min_budget` is the least
-    budget found. Run it with `Executor.run_schedule(graph.tensors, schedule.steps)`."""
-    from .remat_chain import chain_shape
+def node_workspace(st) -> int:
+    """Bytes a stratum holds while it runs on top of what is live and its own output, as the executor counts
+    them: the largest product of its dense joins of two or more factors. An equation without such a join
+    (a copy, a sum over one tensor, elementwise arithmetic) counts only its output."""
+    return max([j.largest_intermediate * BYTES_PER_ELEMENT for e in st.equations if e.kind == "dense"
+                for j in e.joins if len(j.inputs) >= 2] + [0])
 
+
+def plan_remat(plan: ProgramPlan, budget: float, time_limit: float = 10.0) -> tuple[RematGraph, Schedule]:
+    """The schedule for running `plan` within `budget` bytes (`remat.solve_auto`: store-all when it fits,
+    else the chain DP, the layered chain DP or the MILP). Check `schedule.feasible`; when False,
+    `schedule.min_budget` is the least budget found. Run it with `Executor.run_schedule(graph.tensors,
+    schedule.steps)`."""
     graph = graph_from_plan(plan)
-    base = store_all(graph)
-    if base.peak <= budget:
-        base.budget = budget
-        return graph, base
-    if chain_shape(graph) is not None:
-        return graph, solve(graph, budget, "dp")
-    return graph, solve(graph, budget, "milp", time_limit=time_limit, recompute_backward=False)
+    return graph, solve(graph, budget, "auto", time_limit=time_limit)
