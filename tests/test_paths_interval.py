@@ -18,7 +18,7 @@ from test_paths import _check_costs, _random_graph, _sizes, run_plan
 from tensorlogic.plan.contract import contract_path, parse_equation, plan_join
 from tensorlogic.plan.paths_common import Network, Tree, parse_minimize
 from tensorlogic.plan.paths_greedy import greedy_ssa, oe_greedy_ssa
-from tensorlogic.plan.paths_interval import guided_order, interval_dp, leaf_order, refine
+from tensorlogic.plan.paths_interval import absorbing_cherries, guided_order, interval_dp, leaf_order, refine
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench" / "einsum_benchmark"
 
@@ -123,6 +123,40 @@ def test_leaf_orders_are_permutations_and_refine_never_worsens():
         smaller = refine(tree, by_size, rng, 3)
         assert smaller.score(by_size) <= tree.score(by_size)
         assert max(smaller.size.values()) <= max(tree.size.values())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(joins(min_operands=4, max_operands=9), st.integers(0, 2**31 - 1))
+def test_coarsened_round_equals_plain_recursion_over_items(case, seed):
+    """A coarsened round (the start tree's absorbing cherries fixed as one item each) finds the cheapest
+    interval tree over those items in the guided order: checked against the plain recursion on the items'
+    label sets plus the fixed cherries' own cost, or keeps the start tree when that is not cheaper."""
+    terms, out, sizes = case
+    net = Network(terms, out, sizes)
+    obj = parse_minimize("flops")
+    rng = random.Random(seed)
+    tree = Tree.from_ssa(net, greedy_ssa(net, "costmod", rng=rng, temperature=0.5, costmod=rng.uniform(0.1, 4)))
+    cherries = absorbing_cherries(tree)
+    for v, (a, b) in cherries:  # an absorbing cherry: two operands, a result no larger than the larger one
+        assert a < net.n and b < net.n and tree.size[v] <= max(net.prod(net.masks[a]), net.prod(net.masks[b]))
+    partner = {a: b for _, (a, b) in cherries} | {b: a for _, (a, b) in cherries}
+    items, fixed, seen = [], 0, set()
+    names = {b: lab for lab, b in net.bit.items()}
+    for leaf in guided_order(tree):
+        other = partner.get(leaf)
+        if other is None:
+            items.append(terms[leaf])
+        elif other not in seen:
+            seen.add(leaf)
+            v = next(v for v, pair in cherries if leaf in pair)
+            items.append(tuple(names[b] for b in range(len(names)) if (tree.eff[v] >> b) & 1))
+            fixed += tree.flops[v]
+    expected = min(tree.total_flops(), fixed + interval_reference(items, set(out), sizes)) if len(items) > 1 \
+        else tree.total_flops()
+    better = refine(tree, obj, rng, 1, coarsen=True)
+    assert better.total_flops() == expected
+    assert better.leafset[better.root] == net.all_leaves
+    assert Tree.from_ssa(net, better.to_ssa()).total_flops() == expected
 
 
 # ------------------------------------------------------------------------------------------- fast mode

@@ -117,6 +117,16 @@ def test_a_temporary_can_pair_up_again():
     assert "_shared1" in shared[1].equation.text or "_shared1" in shared[0].equation.text
 
 
+def test_torch_backend_runs_the_rewritten_program():
+    pytest.importorskip("torch")
+    v = _arrays(seed=9)
+    prog = tl.Program(ISSUE, backend="torch")
+    prog.run(**v)
+    assert [s.name for s in sharing.shared_of(prog.executor.prog)] == ["_shared1"]
+    assert np.allclose(prog["A"], np.einsum("ij,jk,k->ik", v["X"], v["Y"], v["Z"]))
+    assert np.allclose(prog["B"], np.einsum("ij,jk,k->ik", v["X"], v["Y"], v["W"]))
+
+
 def test_small_joins_are_not_worth_a_temporary():
     v = _arrays(n=4)
     prog = tl.Program(ISSUE)
