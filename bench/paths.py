@@ -30,7 +30,8 @@ term (no factor 2): cotengra numbers are therefore never taken from cotengra, on
 Timing: ``time.perf_counter`` around one planning call (after a warm-up call on an unrelated equation);
 calls under 50 ms are repeated up to 5 times and the minimum is kept (unless the planner returns the identical
 memoised object, in which case the first call counts).  Single-threaded: cotengra runs with
-``parallel=False``.
+``parallel=False``.  Fast mode's 5 ms target is judged by the CPU time (``time.process_time``) of that call,
+printed next to the wall time: on the shared machine wall time includes waiting for a core.
 
 Run from the repository root: ``python bench/paths.py [--quick] [--only NAME]``.
 """
@@ -836,13 +837,17 @@ def summary(rows: list[Row], cfg: Config) -> None:
 
     # fast
     timed_rows = [r for r in rows if r.expr.n <= FAST_TIME_OPERANDS and r.results["ours fast"].ok]
-    slow = [f"{r.expr.name} {fmt_time(r.results['ours fast'].seconds)}" for r in timed_rows
-            if r.results["ours fast"].seconds > FAST_TIME_LIMIT]
+    # judged by CPU time (the target's measure: on the shared machine wall time includes waiting for a core)
+    def cpu_of(r: Row) -> float:
+        res = r.results["ours fast"]
+        return res.cpu if res.cpu is not None else res.seconds
+
+    slow = [f"{r.expr.name} {fmt_time(cpu_of(r))} CPU" for r in timed_rows if cpu_of(r) > FAST_TIME_LIMIT]
     tmax = max((r.results["ours fast"].seconds for r in timed_rows), default=None)
-    cmax = max((r.results["ours fast"].cpu or 0.0 for r in timed_rows), default=None)
-    print(f"  {verdict(not slow if timed_rows else None)}  fast: <= 5 ms planning for <= {FAST_TIME_OPERANDS} operands "
-          f"({len(timed_rows) - len(slow)}/{len(timed_rows)}, slowest {fmt_time(tmax)} wall, "
-          f"{fmt_time(cmax)} CPU)" + (f"; over: {', '.join(slow)}" if slow else ""))
+    cmax = max((cpu_of(r) for r in timed_rows), default=None)
+    print(f"  {verdict(not slow if timed_rows else None)}  fast: <= 5 ms planning (CPU) for <= {FAST_TIME_OPERANDS} "
+          f"operands ({len(timed_rows) - len(slow)}/{len(timed_rows)}, slowest {fmt_time(cmax)} CPU, "
+          f"{fmt_time(tmax)} wall)" + (f"; over: {', '.join(slow)}" if slow else ""))
     ratios = []
     over = []
     failed = [r.expr.name for r in rows if not r.results["ours fast"].ok]
@@ -873,7 +878,7 @@ def summary(rows: list[Row], cfg: Config) -> None:
                  if eb_fast else ""))
     if cfg.size_times:
         for n, (ours_t, auto_t, worse_n, count, ours_cpu) in sorted(cfg.size_times.items()):
-            print(f"  {verdict(max(ours_t) <= FAST_TIME_LIMIT) if n <= FAST_TIME_OPERANDS else 'info'}  fast: "
+            print(f"  {verdict(max(ours_cpu) <= FAST_TIME_LIMIT) if n <= FAST_TIME_OPERANDS else 'info'}  fast: "
                   f"random equations of {n} operands ({count}): planning median {fmt_time(median(ours_t))}, "
                   f"max {fmt_time(max(ours_t))} wall (CPU median {fmt_time(median(ours_cpu))}, max "
                   f"{fmt_time(max(ours_cpu))}; opt_einsum auto median {fmt_time(median(auto_t))}); "
