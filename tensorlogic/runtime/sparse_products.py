@@ -181,7 +181,19 @@ def _matricised_product(ev: Any, f: Read, src: Any, g: Any, kept: tuple[str, ...
     return Labeled(prod.reshape(shape), kept + rest)
 
 
+_MATS: dict[tuple, tuple] = {}  # (id(matrix), rows, cols) -> (matrix, its matricised view)
+
+
 def _matricize_scipy(mat: Any, rows: tuple[int, ...], cols: tuple[int, ...]) -> Any:
-    """A 2-index scipy matrix's entries as a (rows) x (cols) CSR matrix (a position in neither is summed)."""
+    """A 2-index scipy matrix's entries as a (rows) x (cols) CSR matrix (a position in neither is summed), made
+    once per matrix (the executor caches a relation's CSR matrix per value version; the entry holds it, so its
+    id is not reused meanwhile)."""
+    hit = _MATS.get((id(mat), rows, cols))
+    if hit is not None and hit[0] is mat:
+        return hit[1]
     m = mat.tocoo()
-    return matricize(np.stack([m.row, m.col], axis=1).astype(np.int64), m.data, m.shape, rows, cols)
+    out = matricize(np.stack([m.row, m.col], axis=1).astype(np.int64), m.data, m.shape, rows, cols)
+    if len(_MATS) > 64:
+        _MATS.clear()
+    _MATS[(id(mat), rows, cols)] = (mat, out)
+    return out
