@@ -295,10 +295,6 @@ def render(plan: ProgramPlan) -> str:
                       if e.kind == "dense" and plan.data_forms.get(r, ("dense",))[0] != "dense"]
             if stored:  # runtime/sparse_eval.py: sparse products and segment sums where the equation allows
                 lines.append(f"    reads {', '.join(stored)}: sparse products and sums, else made dense once")
-            stored = [f"{r} ({plan.data_forms[r][0]})" for r in sorted({r.tensor for r in reads(e.equation.rhs)})
-                      if e.kind == "dense" and plan.data_forms.get(r, ("dense",))[0] != "dense"]
-            if stored:  # runtime/sparse_eval.py: sparse products and segment sums where the equation allows
-                lines.append(f"    reads {', '.join(stored)}: sparse products and sums, else made dense once")
             for j in e.joins:
                 if j.contraction is not None and j.contraction.steps:
                     for line in str(j.contraction).splitlines()[1:-1]:
