@@ -285,8 +285,13 @@ def _fast_interval(pool: _Best, obj: Objective, rng: random.Random, nstarts: int
     expect = int(last * (tree.net.n / max(items, 1)) ** 2.5)
     if work - used[0] > expect:
         better = refine(tree, obj, rng, FAST_INTERVAL_ROUNDS, FAST_INTERVAL_PATIENCE, work - used[0], expect=expect)
-        if better is not tree:
-            pool.add(better, algorithm.replace(tag, "") + tag)
+    elif work - used[0] > last:  # (no full round fits: more coarsened ones)
+        better = refine(tree, obj, rng, FAST_INTERVAL_ROUNDS, FAST_INTERVAL_PATIENCE, work - used[0], expect=last,
+                        coarsen=True)
+    else:
+        return
+    if better is not tree:
+        pool.add(better, algorithm.replace(tag, "") + tag)
 
 
 def search(
