@@ -3,7 +3,7 @@
 Under a memory budget the executor gives each dense evaluator `join_limit`, the bytes a join may still use;
 `DenseEvaluator.join` calls `sliced_join` when the join's plan needs more. The planner (`plan/slicing.py`,
 `slice_join`) picks the labels to slice and how many of their values to take per chunk, so that the result
-(an accumulator) plus one chunk's pairwise products fit. Each chunk takes basic slices (views, no copies) of
+(an accumulator) plus one chunk's largest pairwise product fit. Each chunk takes basic slices (views, no copies) of
 the operands along the sliced labels, runs the planned pairwise steps on them (one BLAS call per step and
 chunk), and adds its result into the accumulator: into the chunk's part of it for a sliced output label, onto
 all of it for a summed one. The evaluator's `max_transient` counts the accumulator and a chunk's largest
@@ -106,7 +106,6 @@ def sliced_join(ev: Any, n: Join, xs: list, out: tuple[str, ...], sizes: dict[st
             acc[index] = res
         res = None
     result = acc if acc is not None else res
-    ev.last_product = result  # stored as is by the executor when it covers the left side (counted once)
     if scale != 1:
         result = result * scale
     return Labeled(result, order, True)
