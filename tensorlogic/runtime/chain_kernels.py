@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 _LOADED: ModuleType | bool | None = None
 # Set False to disable the kernels in this process (like TL_NUMBA=0).
 ENABLED = True
-# Work (facts + edges + derived tuples) from which loading numba pays.
-_MIN_WORK = 1 << 16
+# Work (facts + edges + derived tuples) from which loading numba pays: the numpy rounds test some 10-30
+# million candidates a second, so 4 million cost about what loading the cached kernels does (0.3-0.5 s).
+_MIN_WORK = 1 << 22
 # Key spaces up to this many cells get a bitmap at once (64 MB); larger ones once there is a fact per
 # _SPARSE_BITS cells (the numpy rounds keep sorted key arrays until then).
 _BIG_BITMAP = 1 << 29
