@@ -95,7 +95,7 @@ def share_subjoins(prog):
     slot_domain = dict(prog.slot_domain)
     shared: list[SharedJoin] = []
     next_id = max((e.id for e in equations), default=0) + 1
-    copied: set[int] = set()
+    copied: dict[int, Equation] = {}  # position in the working list -> the original it is a copy of
     while len(shared) < MAX_SHARED:
         best = _best_pair(equations, tensors, prog)
         if best is None:
@@ -103,11 +103,13 @@ def share_subjoins(prog):
         saving, before, after, group, summed, kept = best
         name = _fresh_name(tensors, len(shared) + 1)
         # work on copies of the consumers' equations (the original program is never changed)
+        fresh: dict[int, Equation] = {}
         for site, *_ in group:
-            if site.eq_index not in copied:
+            if site.eq_index not in copied and site.eq_index not in fresh:
+                fresh[site.eq_index] = equations[site.eq_index]
                 equations[site.eq_index] = _copy_equation(equations[site.eq_index])
-                copied.add(site.eq_index)
-        group = [(_relocate(site, equations), ra, rb, order) for site, ra, rb, order in group]
+        group = [(_relocate(site, equations, fresh), ra, rb, order) for site, ra, rb, order in group]
+        copied.update(fresh)
         first_site, ra0, rb0, order0 = group[0]
         eq0 = equations[first_site.eq_index]
         ranges = {v: eq0.ranges[v] for v in order0}
@@ -141,7 +143,7 @@ def share_subjoins(prog):
         # the temporary goes just before its first reader (program order is evaluation order within a stratum)
         first = min(site.eq_index for site, *_ in group)
         equations.insert(first, temp)
-        copied = {i + 1 if i >= first else i for i in copied}
+        copied = {i + 1 if i >= first else i: e for i, e in copied.items()}
         shared.append(SharedJoin(name, temp, consumers, saving, before, after))
     if not shared:
         return prog
@@ -304,7 +306,6 @@ def _copy_equation(eq: Equation) -> Equation:
     new = copy.copy(eq)
     new.rhs = copy.deepcopy(eq.rhs)
     new.ranges = dict(eq.ranges)
-    new._shared_from = eq  # (the original, for reference)
     return new
 
 
@@ -312,14 +313,13 @@ def _copy_read(r: Read) -> Read:
     return Read(r.tensor, tuple(r.pos), False, r.span)
 
 
-def _relocate(site: _Site, equations: list[Equation]) -> _Site:
-    """The site in the (copied) equation now at its position: the same join, found by its place in the walk."""
+def _relocate(site: _Site, equations: list[Equation], originals: dict[int, Equation]) -> _Site:
+    """The site in the (copied) equation now at its position: the same join, found by its place in the walk
+    of the original (``originals``: position -> the equation copied there just now)."""
     eq = equations[site.eq_index]
-    old_eq = getattr(eq, "_shared_from", None)
-    if any(m is site.join for m in walk(eq.rhs)):
-        return site  # (already in the working copy)
-    assert old_eq is not None
-    old_nodes = list(walk(old_eq.rhs))
+    if site.eq_index not in originals:
+        return site  # (already a working copy)
+    old_nodes = list(walk(originals[site.eq_index].rhs))
     new_nodes = list(walk(eq.rhs))
     k = next(i for i, m in enumerate(old_nodes) if m is site.join)
     join = new_nodes[k]
