@@ -275,7 +275,14 @@ def slice_join(inputs: list[tuple[str, ...]], output: tuple[str, ...], sizes: di
     accumulator) plus one chunk's largest pairwise product. Raises `ValueError` when slicing cannot fit."""
     used = {v for t in inputs for v in t} | set(output)
     key = tuple(sorted((v, int(n)) for v, n in sizes.items() if v in used))
-    return _slice_join(tuple(tuple(t) for t in inputs), tuple(output), key, int(limit))
+    inputs_t, output_t = tuple(tuple(t) for t in inputs), tuple(output)
+    try:
+        return _slice_join(inputs_t, output_t, key, int(limit))
+    except ValueError:  # the search is not monotone in the limit: a limit at or above the least one always fits
+        least = _least(inputs_t, output_t, key)
+        if least.workspace <= limit:
+            return least
+        raise
 
 
 @lru_cache(maxsize=1024)
