@@ -232,3 +232,69 @@ def test_gradient_step_matches_torch():
         topt.step()
         for k in ps:
             np.testing.assert_allclose(ps[k], tp[k].detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_specialised_pair_kernels_equal_einsum(seed: int):
+    import random
+
+    from tensorlogic.backends.numpy_backend import _pair_plan, _run_pair_out, pair_function, pair_out_shape
+
+    rnd, rng = random.Random(seed), np.random.default_rng(seed)
+    letters = "abcdef"
+    checked = 0
+    for _ in range(300):
+        la = "".join(rnd.sample(letters, rnd.randint(1, 4)))
+        lb = "".join(rnd.sample(letters, rnd.randint(1, 4)))
+        used = sorted(set(la + lb))
+        out = "".join(rnd.sample(used, rnd.randint(1, len(used))))
+        size = {c: rnd.choice([1, 2, 3, 5, 8]) for c in letters}
+        a, b = rng.normal(size=[size[c] for c in la]), rng.normal(size=[size[c] for c in lb])
+        sub = f"{la},{lb}->{out}"
+        plan = _pair_plan(sub, a.shape, b.shape)
+        if plan is None:
+            continue
+        want = np.einsum(sub, a, b)
+        np.testing.assert_allclose(pair_function(plan)(a, b), want, rtol=1e-12, atol=1e-12, err_msg=sub)
+        shape = pair_out_shape(plan)
+        if shape is not None and not plan[1] and not plan[2]:  # written into a given array (no pre-summing)
+            dest = np.full(shape, np.nan)
+            got = _run_pair_out(plan, a, b, dest)
+            np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-12, atol=1e-12, err_msg=sub)
+            assert np.shares_memory(got, dest)
+        checked += 1
+    assert checked > 100
+
+
+def test_inplace_kernels_equal_plain_formulas():
+    from tensorlogic.backends.numpy_backend import INPLACE_FUNCTIONS, lnorm_inplace, softmax_inplace
+
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(3, 4, 5)) * 5
+    for axis in range(3):
+        np.testing.assert_allclose(softmax_inplace(x.copy(), axis), softmax(x, axis), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(lnorm_inplace(x.copy(), axis), lnorm(x, axis), rtol=1e-12, atol=1e-12)
+    plain = {"relu": relu, "tanh": np.tanh, "exp": np.exp, "abs": np.abs, "sin": np.sin, "cos": np.cos,
+             "log": lambda v: np.log(np.abs(v)), "sqrt": lambda v: np.sqrt(np.abs(v))}
+    for name, f in INPLACE_FUNCTIONS.items():
+        arg = np.abs(x) if name in ("log", "sqrt") else x
+        y = arg.copy()
+        out = f(y)
+        assert out is y or np.shares_memory(out, y)  # really in place
+        np.testing.assert_allclose(out, plain[name](arg), rtol=1e-13, err_msg=name)
+
+
+def test_adam_in_place_follows_the_formulas():
+    rng = np.random.default_rng(11)
+    p = rng.normal(size=(4, 3))
+    ref = p.copy()
+    opt = Adam(0.05, weight_decay=0.01, decoupled=True)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for t in range(1, 6):
+        g = rng.normal(size=p.shape)
+        opt.step({"w": p}, {"w": g})
+        ref *= 1 - 0.05 * 0.01
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        ref -= 0.05 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    np.testing.assert_allclose(p, ref, rtol=1e-13)

@@ -116,6 +116,29 @@ def _run_pair(plan: tuple, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return res if out_perm is None else np.transpose(res, out_perm)
 
 
+def pair_function(plan: tuple) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """`_run_pair(plan, a, b)` as a closure specialised to the plan: the same operations, with the sums,
+    transpositions and reshapes that do nothing left out (runtime/compiled_nodes.py calls it per run)."""
+    kind, sum_a, sum_b, pa, shape_a, pb, shape_b, res_shape, out_perm, swap = plan
+
+    def prep(perm: tuple[int, ...], shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+        if perm == tuple(range(len(perm))):
+            return lambda x: x.reshape(shape)
+        return lambda x: x.transpose(perm).reshape(shape)
+
+    fa, fb = prep(pa, shape_a), prep(pb, shape_b)
+    if sum_a or sum_b or swap:
+        return lambda a, b: _run_pair(plan, a, b)
+    if kind == "mul":
+        if out_perm is None:
+            return lambda a, b: fa(a) * fb(b)
+        return lambda a, b: (fa(a) * fb(b)).transpose(out_perm)
+    matmul = np.matmul
+    if out_perm is None:
+        return lambda a, b: matmul(fa(a), fb(b)).reshape(res_shape)
+    return lambda a, b: matmul(fa(a), fb(b)).reshape(res_shape).transpose(out_perm)
+
+
 def pair_out_shape(plan: tuple) -> tuple[int, ...] | None:
     """The shape `_run_pair_out` writes for a pair plan (before its final reshape), or None when the plan
     cannot write into a given array (its result is transposed afterwards)."""
@@ -155,10 +178,17 @@ def softmax_inplace(x: np.ndarray, axis: int) -> np.ndarray:
     return np.divide(x, np.sum(x, axis=axis, keepdims=True), out=x)
 
 
+def _mean(x: np.ndarray, axis: int) -> np.ndarray:
+    """`np.mean(x, axis=axis, keepdims=True)` as numpy computes it (a sum, then a division by the count),
+    without its Python wrapper."""
+    s = np.add.reduce(x, axis=axis, keepdims=True)
+    return np.true_divide(s, x.shape[axis], out=s)
+
+
 def lnorm_inplace(x: np.ndarray, axis: int) -> np.ndarray:
     """`NumpyBackend.lnorm` overwriting `x` (fresh): the same numbers."""
-    np.subtract(x, np.mean(x, axis=axis, keepdims=True), out=x)
-    var = np.mean(np.square(x), axis=axis, keepdims=True)
+    np.subtract(x, _mean(x, axis), out=x)
+    var = _mean(np.square(x), axis)
     return np.divide(x, np.sqrt(var + 1e-5), out=x)
 
 

@@ -32,6 +32,7 @@ from ..backends.numpy_backend import (
     _run_pair,
     _run_pair_out,
     lnorm_inplace,
+    pair_function,
     pair_out_shape,
     softmax_inplace,
 )
@@ -492,6 +493,11 @@ def _inverse(f: Callable, inplace: bool, ex) -> ndarray:
         return np.divide(1.0, a, out=a) if inplace else 1.0 / a
 
 
+def _einsum_pair(sub: str, a: ndarray, b: ndarray) -> ndarray:
+    """A pairwise step the numpy backend leaves to einsum (a repeated index), as `backend.contract` runs it."""
+    return np.einsum(sub, a, b, optimize=["einsum_path", (0, 1)])
+
+
 def _contractions(fns: list[Callable], steps: list[tuple], nslots: int, res_slot: int, root: Root | None
                   ) -> Callable:
     """The join's pairwise steps as one closure over a list of slots (the operands, then each result); the
@@ -509,21 +515,23 @@ def _contractions(fns: list[Callable], steps: list[tuple], nslots: int, res_slot
 
             return pair
         if pp is not None:
-            return lambda ex: _run_pair(pp, fa(ex), fb(ex))
+            g = pair_function(pp)
+            return lambda ex: g(fa(ex), fb(ex))
         return lambda ex: np.einsum(sub, fa(ex), fb(ex), optimize=["einsum_path", (0, 1)])
     last = len(steps) - 1
+    funcs = [pair_function(pp) if pp is not None else functools.partial(_einsum_pair, sub)
+             for _, _, _, pp, sub in steps]
 
     def run(ex) -> ndarray:
         vals: list = [f(ex) for f in fns] + [None] * (nslots - len(fns))
-        for k, (sa, sb, so, pp, sub) in enumerate(steps):
+        for k, (sa, sb, so, pp, _) in enumerate(steps):
             a, b = vals[sa], vals[sb]
             vals[sa] = vals[sb] = None  # (freed as soon as used, like the interpreter's operand list)
             if k == last and root is not None and root.dest is not None:
                 dest, root.dest = root.dest, None
                 vals[so] = _run_pair_out(pp, a, b, dest)
             else:
-                vals[so] = _run_pair(pp, a, b) if pp is not None else np.einsum(
-                    sub, a, b, optimize=["einsum_path", (0, 1)])
+                vals[so] = funcs[k](a, b)
         return vals[res_slot]
 
     return run

@@ -359,13 +359,20 @@ class Executor:
                 self.values[t] = arr
             else:
                 self.values[t] = self.to_array(self.initial(t))
+        fast = self.compile and getattr(self, "memory_budget", None) is None  # (under a budget joins may be sliced)
+        values = self.values
         for step in steps:
             t, e, rng = step.tensor, step.equation, step.ranges
-            code = step.code(self) if self.compile else None  # compiled once, on first use
-            cur = self.values[t]
+            code = step.code(self) if fast else None  # compiled once, on first use
+            cur = values[t]
             if e.op == "+":  # added into the stratum's own copy (see initial), no full-size temporary
-                self.contribution(e, self.read_current, rng, into=cur, compiled=code)
-                self.values[t] = cur  # a new version, so cached joins over it are not reused
+                try:
+                    if code is None:
+                        raise Fallback(t)
+                    code(self, cur)
+                except (Fallback, ValueError, IndexError, TypeError, FloatingPointError):
+                    self.contribution(e, self.read_current, rng, into=cur)  # (and its diagnostics)
+                values.touch(t)  # a new version, so cached joins over it are not reused
                 continue
             acc, aux = self.contribution(e, self.read_current, rng, compiled=code)
             if e.op == "avg":  # one equation per max/min/avg head (layered.py): finish its projection
@@ -623,6 +630,10 @@ class _Values(dict):
         if name in self:
             self.bytes -= _nbytes(super().get(name))
         return super().pop(name, *default)
+
+    def touch(self, name: str) -> None:
+        """The value was changed in place: a new version (its bytes are the same)."""
+        self._version[name] = self._version.get(name, 0) + 1
 
     def version(self, name: str) -> int:
         """Changes whenever the tensor's value is replaced (so cached joins over it are not reused)."""
