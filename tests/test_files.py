@@ -309,3 +309,94 @@ def test_resolve_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_path(str(absolute), base) == absolute
     monkeypatch.chdir(tmp_path)
     assert resolve_path("y.csv", None) == tmp_path / "y.csv"
+
+
+# --- large numeric tables: the vectorised reader ----------------------------------------------------------
+
+def _big_table(rng: np.random.Generator, n: int, width: int, weighted: bool, negative: bool) -> tuple:
+    lo = -50 if negative else 0
+    ints = rng.integers(lo, 10**12, size=(n, width))
+    weights = np.round(rng.normal(size=n), 6) if weighted else None
+    return ints, weights
+
+
+@pytest.mark.parametrize("delim", [",", "\t"])
+@pytest.mark.parametrize("seed", range(6))
+def test_large_integer_tables_read_as_columns_with_the_same_constants(tmp_path: Path, delim: str,
+                                                                       seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(files._FAST_ROWS, 3 * files._FAST_ROWS))
+    width, weighted, header = int(rng.integers(1, 4)), bool(seed % 2), seed % 3 == 0
+    ints, weights = _big_table(rng, n, width, weighted and width >= 1, negative=seed % 4 == 1)
+    lines = ([delim.join(["src", "dst", "w"][: width] + (["weight"] if weighted else []))] if header else [])
+    for i in range(n):
+        fields = [str(v) for v in ints[i]] + ([repr(float(weights[i]))] if weighted else [])
+        lines.append(delim.join(fields))
+    p = tmp_path / ("t.csv" if delim == "," else "t.tsv")
+    p.write_text("\n".join(lines) + "\n")
+    data = read_tensor_file(p)
+    assert isinstance(data, TupleData) and data.arity == width
+    assert data.cols is not None  # took the vectorised path
+    assert data.row_list() == [tuple(int(v) for v in r) for r in ints]
+    if weighted:
+        np.testing.assert_array_equal(data.weights, weights)
+    else:
+        assert data.weights is None
+
+
+@pytest.mark.parametrize("odd", ["Alice", "+5", "1.5", "", "1_0", "# c", " 7"])
+def test_large_tables_with_other_fields_fall_back_to_the_general_reader(tmp_path: Path, odd: str) -> None:
+    n = files._FAST_ROWS + 10
+    rows = [[str(i), str(i + 1)] for i in range(n)]
+    rows[n // 2][0] = odd
+    p = tmp_path / "t.csv"
+    p.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    data = read_tensor_file(p)
+    assert isinstance(data, TupleData)
+    if odd.startswith("#"):  # a comment line
+        expect = [(int(a), int(b)) for a, b in rows[: n // 2] + rows[n // 2 + 1:]]
+    else:
+        want = odd.strip()
+        expect = [(int(a) if a.lstrip("-").isdigit() and a == a.strip() else a.strip(), int(b)) for a, b in rows]
+        expect[n // 2] = (want if not (want.lstrip("-").isdigit() and "_" not in want and "+" not in want)
+                          else int(want), int(rows[n // 2][1]))
+    assert data.row_list() == expect
+
+
+def test_a_large_numeric_file_gives_the_same_program_results_as_facts(tmp_path: Path) -> None:
+    import tensorlogic as tl
+
+    rng = np.random.default_rng(7)
+    edges = rng.integers(0, 500, size=(3 * files._FAST_ROWS, 2))
+    w = np.round(rng.random(len(edges)), 4)
+    (tmp_path / "e.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in edges))
+    (tmp_path / "w.csv").write_text("a,b,w\n" + "".join(f"{a},{b},{x}\n" for (a, b), x in zip(edges, w)))
+    prog = tl.Program('E = "e.tsv"\nW = "w.csv"\nOut[x] = E(x,y)\nS[x] = W(x,y)\n', base_dir=tmp_path)
+    prog.run()
+    adj = np.zeros((500, 500))
+    adj[edges[:, 0], edges[:, 1]] = 1
+    ws = np.zeros(edges.max() + 1)
+    np.add.at(ws, edges[:, 0], w)
+    np.testing.assert_allclose(np.asarray(prog["Out"]), adj.sum(1)[: len(np.asarray(prog["Out"]))])
+    np.testing.assert_allclose(np.asarray(prog["S"]), ws[: len(np.asarray(prog["S"]))])
+
+
+def test_integers_of_a_large_file_in_a_symbolic_domain_get_ids_in_first_occurrence_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tensorlogic as tl
+
+    n = files._FAST_ROWS + 5
+    nodes = [str(v) for v in np.random.default_rng(3).permutation(n + 1)]
+    (tmp_path / "e.csv").write_text("".join(f"{nodes[i]},{nodes[i + 1]}\n" for i in range(n)))
+    src = 'E = "e.csv"\nE("start", x) <- E(x, y)\nR(x, y) <- E(x, y)\n'
+
+    def answers() -> tuple[list, list]:
+        prog = tl.Program(src, base_dir=tmp_path)
+        prog.run()
+        return prog.query(f'R("{nodes[0]}", y)?'), prog.query('R("start", y)?')
+
+    first, start = answers()
+    assert first == [[nodes[1]]]
+    assert sorted(map(tuple, start)) == sorted((v,) for v in nodes[:n] + ["start"])
+    monkeypatch.setattr(files, "_FAST_ROWS", 10**9)  # the general reader: the same symbols in the same order
+    assert answers() == (first, start)

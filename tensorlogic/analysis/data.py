@@ -20,7 +20,8 @@ from ..syntax.diagnostics import Diagnostic, Span, TLAnalysisError
 
 @dataclass
 class Contribution:
-    """Data for one tensor: `dense` (an array), or `rows` of constants with optional `weights`."""
+    """Data for one tensor: `dense` (an array), or `rows` of constants with optional `weights`, or `cols`
+    (one int64 array per position: a large table of integers read from a file) with optional `weights`."""
 
     tensor: str
     arity: int
@@ -31,6 +32,15 @@ class Contribution:
     boolean: bool = False
     source: str = "data"  # data | input
     quoted: list[tuple[bool, ...]] | None = None  # per row: which constants were quoted symbols in source
+    cols: list[np.ndarray] | None = None
+
+    @property
+    def tuples(self) -> bool:
+        """Whether the data is tuples (rows or columns), not a dense array."""
+        return self.rows is not None or self.cols is not None
+
+    def __len__(self) -> int:
+        return len(self.cols[0]) if self.cols else len(self.rows or ())
 
 
 @dataclass
@@ -87,7 +97,7 @@ def file_contribution(st: ast.FileRead, base_dir: str | Path | None) -> Contribu
     if isinstance(value, TupleData):
         arity = value.arity
         c = Contribution(st.lhs.name, arity, st.span, rows=value.rows, weights=value.weights,
-                         boolean=value.weights is None)
+                         boolean=value.weights is None, cols=value.cols)
     else:
         arr = np.asarray(value)
         c = Contribution(st.lhs.name, arr.ndim, st.span, dense=arr.astype(np.float64),

@@ -382,6 +382,12 @@ class _Analyzer:
                     dom = self.domains[self.slot_domain[(c.tensor, k)]]
                     if dom.symbols is not None:
                         dom.add(str(v))
+            for k, col in enumerate(c.cols or ()):  # integer columns read as symbols: first occurrences in order
+                dom = self.domains[self.slot_domain[(c.tensor, k)]]
+                if dom.symbols is not None:
+                    uniq, first = np.unique(col, return_index=True)
+                    for v in uniq[np.argsort(first, kind="stable")].tolist():
+                        dom.add(str(v))
 
     def resolve_constants(self) -> None:
         def res(e: IExpr, slot: Slot, top: bool, span: Span | None = None) -> IExpr:
@@ -427,12 +433,15 @@ class _Analyzer:
         out: dict[str, np.ndarray | TupleSet] = {}
         for name, cs in by_tensor.items():
             dense = [c for c in cs if c.dense is not None]
-            rows = [c for c in cs if c.rows is not None]
+            rows = [c for c in cs if c.tuples]
             ids_parts, w_parts = [], []
             for c in rows:
-                ids = np.zeros((len(c.rows), c.arity), dtype=np.int64)
+                ids = np.zeros((len(c), c.arity), dtype=np.int64)
                 for k in range(c.arity):
                     dom = self.domains[self.slot_domain[(name, k)]]
+                    if c.cols is not None:
+                        self._column_ids(ids, k, c.cols[k], dom, name, c.span)
+                        continue
                     col = [r[k] for r in c.rows]
                     if dom.symbolic:
                         ids[:, k] = [dom.add(str(v)) for v in col]
@@ -448,7 +457,7 @@ class _Analyzer:
                         ids[:, k] = col
                 ids_parts.append(ids)
                 w_parts.append(c.weights if c.weights is not None else
-                               (None if c.boolean else np.ones(len(c.rows))))
+                               (None if c.boolean else np.ones(len(c))))
             weighted = any(w is not None for w in w_parts)
             if dense:
                 arr = dense[0].dense
@@ -476,6 +485,17 @@ class _Analyzer:
                 else:
                     out[name] = TupleSet(ids)
         return out
+
+    def _column_ids(self, ids: np.ndarray, k: int, col: np.ndarray, dom: Any, name: str, span: Span | None
+                    ) -> None:
+        """Positions of an int64 column of constants (vectorised `build_data` for a large numeric table)."""
+        if dom.symbolic:  # the integers are symbols of this domain: one table lookup per distinct value
+            uniq, inverse = np.unique(col, return_inverse=True)
+            ids[:, k] = np.array([dom.add(str(v)) for v in uniq.tolist()], dtype=np.int64)[inverse]
+        elif len(col) and col.min() < 0:
+            self.fail(f"{name} position {k + 1} has the negative index {int(col.min())}", span)
+        else:
+            ids[:, k] = col
 
     # ------------------------------------------------------------ definedness
     def check_defined(self) -> None:

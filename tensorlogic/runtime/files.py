@@ -16,6 +16,10 @@ Formats, chosen by the file's extension (case-insensitive):
     the weights of the tuples. Otherwise every column is a constant (so integer weights read as constants).
 
   All rows must have the same number of fields.
+
+  A table of at least `_FAST_ROWS` rows whose fields are all plain integers (and possibly a last column of
+  weights) is read vectorised, as int64 columns (`TupleData.cols`), with the same result: no Python object
+  per field (300,000 weighted edges: 0.4 s instead of 2.5 s). Anything else uses the general reader.
 * ``.npy`` / ``.npz`` -- dense tensors; an ``.npz`` read must hold exactly one array.
 
 Writing is atomic: the data goes to a temporary file in the target's folder, which is flushed, synced
@@ -41,16 +45,34 @@ from tensorlogic.syntax.diagnostics import Span, TLError, TLRuntimeError
 _INT = re.compile(r"-?\d+")
 _NUMBER = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|infinity|nan)", re.IGNORECASE)
 _DELIMITERS = {".csv": ",", ".tsv": "\t"}
+# the characters of a table of numbers, per delimiter (the fast reader's guard)
+_NUMERIC_TEXT = {d: re.compile(r"[0-9eE.+\-\n" + re.escape(d) + "]*") for d in (",", "\t")}
+_FAST_ROWS = 1000  # tables with at least this many rows try the vectorised reader first
+_INT_LINES = re.compile(r"-?\d+(?:\n-?\d+)*")
 _SUPPORTED = ".txt, .csv, .tsv, .npy, .npz"
 
 
 @dataclass
 class TupleData:
-    """A relation read from a file: rows of constants and, optionally, one float64 weight per row."""
+    """A relation read from a file: rows of constants and, optionally, one float64 weight per row.
 
-    rows: list[tuple[int | str, ...]]
+    A table of integers arrives as `cols` instead (one int64 array per position, `rows` None): large numeric
+    files are read without a Python object per field.
+    """
+
+    rows: list[tuple[int | str, ...]] | None
     weights: np.ndarray | None
     arity: int
+    cols: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.cols[0]) if self.cols else len(self.rows or ())
+
+    def row_list(self) -> list[tuple[int | str, ...]]:
+        """The rows as tuples of constants (built from `cols` when the table was read as columns)."""
+        if self.rows is None:
+            self.rows = list(zip(*(c.tolist() for c in self.cols))) if self.cols else []
+        return self.rows
 
 
 def resolve_path(path: str, base_dir: str | Path | None) -> Path:
@@ -104,7 +126,48 @@ def _read_npz(path: Path, span: Span | None) -> np.ndarray:
         return archive[names[0]]
 
 
+def _read_numeric_table(text: str, delimiter: str) -> TupleData | None:
+    """The fast path of `_read_table` for a table of integers (and a last column of weights): vectorised,
+    the same result as the general reader. None when the text needs the general reader (comments, quotes,
+    spaces, symbols, ragged rows, a header the general rules must judge)."""
+    if "#" in text or " " in text or '"' in text:
+        return None
+    lines = [ln for ln in text.splitlines() if ln]
+    if len(lines) < _FAST_ROWS:
+        return None  # small tables: the general reader is fast enough
+    header = None
+    if _NUMERIC_TEXT[delimiter].fullmatch(lines[0]) is None:
+        header, lines = lines[0], lines[1:]
+    if _NUMERIC_TEXT[delimiter].fullmatch("\n".join(lines)) is None:
+        return None
+    width = lines[0].count(delimiter) + 1
+    if any(ln.count(delimiter) != width - 1 for ln in lines):
+        return None
+    tokens = delimiter.join(lines).split(delimiter)
+    if header is not None:  # a header exactly when one of its fields is not a number (every later one is)
+        fields = [f.strip() for f in header.split(delimiter)]
+        if len(fields) != width or all(map(_is_number, fields)):
+            return None
+    cols: list[np.ndarray] = []
+    weights = None
+    try:
+        for k in range(width):
+            col = tokens[k::width]
+            if _INT_LINES.fullmatch("\n".join(col)) is not None:
+                cols.append(np.array(col).astype(np.int64))
+            elif k == width - 1 and width >= 2:
+                weights = np.array(col).astype(np.float64)
+            else:
+                return None  # a non-integer constant: a symbol, for the general reader
+    except (ValueError, OverflowError):
+        return None
+    return TupleData(None, weights, len(cols), cols=cols)
+
+
 def _read_table(text: str, name: str, delimiter: str, span: Span | None) -> TupleData:
+    fast = _read_numeric_table(text, delimiter)
+    if fast is not None:
+        return fast
     numbered: list[tuple[int, list[str]]] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -186,10 +249,11 @@ def _table_text(value: np.ndarray | TupleData, name: str, delimiter: str, header
     if header is not None:
         w.writerow(header)
     if isinstance(value, TupleData):
-        if value.weights is not None and len(value.weights) != len(value.rows):
-            raise TLRuntimeError(f"cannot write '{name}': {len(value.rows)} rows but "
+        rows = value.row_list()
+        if value.weights is not None and len(value.weights) != len(rows):
+            raise TLRuntimeError(f"cannot write '{name}': {len(rows)} rows but "
                                  f"{len(value.weights)} weights", span)
-        for i, row in enumerate(value.rows):
+        for i, row in enumerate(rows):
             extra = [] if value.weights is None else [_format(float(value.weights[i]))]
             w.writerow([_format(c) for c in row] + extra)
         return out.getvalue()
@@ -211,9 +275,10 @@ def _words_text(value: np.ndarray | TupleData, name: str, span: Span | None) -> 
     hint = "a .txt file is written from a (position, word) relation such as one read from a .txt file"
     if not isinstance(value, TupleData) or value.arity != 2:
         raise TLRuntimeError(f"cannot write '{name}': expected (position, word) tuples", span, hint)
-    if not all(len(r) == 2 and isinstance(r[0], int) for r in value.rows):
+    rows = value.row_list()
+    if not all(len(r) == 2 and isinstance(r[0], int) for r in rows):
         raise TLRuntimeError(f"cannot write '{name}': word positions must be integers", span, hint)
-    words = [str(word) for _, word in sorted(value.rows, key=lambda r: r[0])]
+    words = [str(word) for _, word in sorted(rows, key=lambda r: r[0])]
     return " ".join(words) + "\n"
 
 
