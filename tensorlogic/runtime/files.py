@@ -19,7 +19,8 @@ Formats, chosen by the file's extension (case-insensitive):
 
   A table of at least `_FAST_ROWS` rows whose fields are all plain integers (and possibly a last column of
   weights) is read vectorised, as int64 columns (`TupleData.cols`), with the same result: no Python object
-  per field (300,000 weighted edges: 0.4 s instead of 2.5 s). Anything else uses the general reader.
+  per field (300,000 weighted edges: 0.65 s instead of 4.6 s, measured side by side). Anything else uses
+  the general reader.
 * ``.npy`` / ``.npz`` -- dense tensors; an ``.npz`` read must hold exactly one array.
 
 Writing is atomic: the data goes to a temporary file in the target's folder, which is flushed, synced
@@ -45,10 +46,7 @@ from tensorlogic.syntax.diagnostics import Span, TLError, TLRuntimeError
 _INT = re.compile(r"-?\d+")
 _NUMBER = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|infinity|nan)", re.IGNORECASE)
 _DELIMITERS = {".csv": ",", ".tsv": "\t"}
-# the characters of a table of numbers, per delimiter (the fast reader's guard)
-_NUMERIC_TEXT = {d: re.compile(r"[0-9eE.+\-\n" + re.escape(d) + "]*") for d in (",", "\t")}
 _FAST_ROWS = 1000  # tables with at least this many rows try the vectorised reader first
-_INT_LINES = re.compile(r"-?\d+(?:\n-?\d+)*")
 _SUPPORTED = ".txt, .csv, .tsv, .npy, .npz"
 
 
@@ -127,36 +125,40 @@ def _read_npz(path: Path, span: Span | None) -> np.ndarray:
 
 
 def _read_numeric_table(text: str, delimiter: str) -> TupleData | None:
-    """The fast path of `_read_table` for a table of integers (and a last column of weights): vectorised,
-    the same result as the general reader. None when the text needs the general reader (comments, quotes,
-    spaces, symbols, ragged rows, a header the general rules must judge)."""
+    """The fast path of `_read_table` for a table of integers (and a last column of weights): one pass of
+    `int`/`float` per column, the same result as the general reader. None when the text needs the general
+    reader (comments, quotes, spaces, symbols, ragged rows, small tables)."""
     if "#" in text or " " in text or '"' in text:
         return None
     lines = [ln for ln in text.splitlines() if ln]
     if len(lines) < _FAST_ROWS:
         return None  # small tables: the general reader is fast enough
-    header = None
-    if _NUMERIC_TEXT[delimiter].fullmatch(lines[0]) is None:
-        header, lines = lines[0], lines[1:]
-    if _NUMERIC_TEXT[delimiter].fullmatch("\n".join(lines)) is None:
-        return None
     width = lines[0].count(delimiter) + 1
     if any(ln.count(delimiter) != width - 1 for ln in lines):
         return None
-    tokens = delimiter.join(lines).split(delimiter)
-    if header is not None:  # a header exactly when one of its fields is not a number (every later one is)
-        fields = [f.strip() for f in header.split(delimiter)]
-        if len(fields) != width or all(map(_is_number, fields)):
-            return None
+    first = lines[0].split(delimiter)
+    # the general rule: the first row is a header when one of its fields is not a number in a column whose
+    # every later field is a number -- and every later field is a number whenever this reader succeeds
+    header = not all(map(_is_number, first))
+    tokens = delimiter.join(lines[1:]).split(delimiter)
+    if not header:
+        tokens = first + tokens
     cols: list[np.ndarray] = []
     weights = None
     try:
         for k in range(width):
             col = tokens[k::width]
-            if _INT_LINES.fullmatch("\n".join(col)) is not None:
-                cols.append(np.array(col).astype(np.int64))
-            elif k == width - 1 and width >= 2:
-                weights = np.array(col).astype(np.float64)
+            joined = "".join(col)
+            if not joined.isascii() or "_" in joined or "+" in joined:
+                return None  # int() and float() accept more than the table format's numbers
+            if "." not in joined and "e" not in joined and "E" not in joined and "n" not in joined:
+                try:  # -?\d+ exactly: int() of an ASCII field without '+', '_' or spaces
+                    cols.append(np.array(list(map(int, col)), dtype=np.int64))
+                    continue
+                except ValueError:
+                    return None
+            if k == width - 1 and width >= 2:
+                weights = np.array(list(map(float, col)), dtype=np.float64)  # ValueError: not all numbers
             else:
                 return None  # a non-integer constant: a symbol, for the general reader
     except (ValueError, OverflowError):
