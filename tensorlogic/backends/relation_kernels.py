@@ -6,11 +6,15 @@ microseconds each. `chain_fixpoint` runs the whole loop in one compiled call ins
 round is extended along the CSR indexes of the rule's other atoms, each candidate key is tested against a
 packed membership bitmap of the key space (one bit per cell) and, when new, set there and appended to the
 output, which is also the next round's delta. Testing and setting at once removes the duplicates of a round
-without a sort. `bitmap_keys` lists the keys of a bitmap in order (a word scan).
+without a sort. `row_fixpoint` runs chains that keep the head's first variable (left-linear closures) row
+by row, over a bitmap of one row. Helpers: `bitmap_keys` lists the keys of a bitmap in order (a word scan),
+`radix_sort` sorts non-negative int64 keys (also used by `relation_keys` once this module is loaded),
+`remap_keys` maps keys over ranks back to ids, `take_new` is the general semi-naive loop's difference with
+the known facts (`runtime/seminaive.py`).
 
-This module imports numba; `runtime/chains.py` imports it lazily, only for strata large enough to need it
-(numba's import and the cached kernels' load cost about 0.3-0.5 s once per process), and keeps a numpy path
-when numba is absent or disabled (``TL_NUMBA=0``). The kernels are compiled with ``cache=True`` (the
+This module imports numba; `runtime/chain_kernels.py` imports it lazily, only for strata large enough to
+need it (numba's import and the cached kernels' load cost about 0.3-0.7 s once per process), and the numpy
+path runs when numba is absent or disabled (``TL_NUMBA=0``). The kernels are compiled with ``cache=True`` (the
 machine code is stored next to this file, or in numba's user cache) and ``nogil=True``.
 """
 
