@@ -19,8 +19,8 @@ Formats, chosen by the file's extension (case-insensitive):
 
   A table of at least `_FAST_ROWS` rows whose fields are all plain integers (and possibly a last column of
   weights) is read column by column into int64 arrays (`TupleData.cols`), with the same result and
-  without the general reader's per-field tests and tuples (300,000 weighted edges: 0.65 s instead of 4.6 s, measured side by side). Anything else uses
-  the general reader.
+  without the general reader's per-field tests and tuples (300,000 weighted edges: 0.65 s instead of
+  4.6 s, measured side by side). Anything else uses the general reader.
 * ``.npy`` / ``.npz`` -- dense tensors; an ``.npz`` read must hold exactly one array.
 
 Writing is atomic: the data goes to a temporary file in the target's folder, which is flushed, synced
