@@ -20,8 +20,10 @@ after the last of them.
 What is shared (conservative, so the rewrite cannot change a result):
 
 * dense numeric equations outside recursive strata and layered loops, no softmax/lnorm head;
-* products of plain reads (index variables only, no constants, arithmetic, virtual or normalised positions)
-  of dense numeric tensors (no Boolean, relation or sparse operands, which run as relational or sparse joins);
+* pairs of plain reads (index variables only, no constants, arithmetic, virtual or normalised positions) of
+  dense numeric tensors (no Boolean, relation or sparse operands, which run as relational or sparse joins),
+  neither a divisor, in products whose other factors may be anything (a constant, a sum, a function, a
+  divisor): the pair's summed variables are those no other factor uses anywhere;
 * two reads that occur, up to a consistent renaming of index variables with equal ranges starting at 0, in
   two or more joins, at least one of which has another factor (a product that is entirely the pair is
   already shared by the executor's join cache);
@@ -41,7 +43,7 @@ import os
 from dataclasses import dataclass
 
 from ..ir.graph import strata
-from ..ir.nodes import Equation, IVar, Join, Node, Pos, Read, Reduce, equation_str, expr_str, walk
+from ..ir.nodes import Equation, IVar, Join, Node, Pos, Read, Reduce, equation_str, expr_str, free_vars, node_vars, walk
 from .program import cached_plan_join
 
 __all__ = ["SharedJoin", "share_subjoins", "shared_of", "EQUATION_OVERHEAD_FLOPS", "MAX_SHARED"]
@@ -71,12 +73,13 @@ class SharedJoin:
 
 @dataclass
 class _Site:
-    """A join (a product of plain reads) inside one equation of the working copy."""
+    """A join with two or more plain reads inside one equation of the working copy."""
 
     eq_index: int  # position of the equation in the working list
     join: Join
     reduce: Reduce | None
     out: tuple[str, ...]  # labels the join's result keeps
+    plain: tuple[int, ...] = ()  # positions of the factors that may pair up (plain reads, not divisors)
 
 
 def shared_of(prog) -> list[SharedJoin]:
@@ -187,14 +190,21 @@ def _sites(equations: list[Equation], tensors, prog) -> list[_Site]:
                 join, red = m, None
             else:
                 continue
-            if len(join.factors) < 2 or any(join.divides) or not all(_plain(f, tensors) for f in join.factors):
-                continue
-            if any(v not in eq.ranges or eq.ranges[v][0] != 0 for f in join.factors for v in _vars(f)):
+            plain = tuple(x for x, f in enumerate(join.factors) if not join.divides[x] and _plain(f, tensors)
+                          and all(v in eq.ranges and eq.ranges[v][0] == 0 for v in _vars(f)))
+            if len(join.factors) < 2 or len(plain) < 2:
                 continue
             over = set(red.over) if red is not None else set()
-            labels = _union([_vars(f) for f in join.factors])
-            sites.append(_Site(k, join, red, tuple(v for v in labels if v not in over)))
+            labels = _union([_labels(f) for f in join.factors])
+            if any(v not in eq.ranges for v in labels):
+                continue
+            sites.append(_Site(k, join, red, tuple(v for v in labels if v not in over), plain))
     return sites
+
+
+def _labels(f: Node) -> list[str]:
+    """The index variables of a factor's value (what the join planner sees)."""
+    return _vars(f) if isinstance(f, Read) and all(isinstance(p.expr, IVar) for p in f.pos) else free_vars(f)
 
 
 def _vars(r: Read) -> list[str]:
@@ -236,8 +246,8 @@ def _best_pair(equations: list[Equation], tensors, prog):
         eq = equations[site.eq_index]
         fs = site.join.factors
         seen_here: set[tuple] = set()
-        for x in range(len(fs)):
-            for y in range(x + 1, len(fs)):
+        for i, x in enumerate(site.plain):
+            for y in site.plain[i + 1 :]:
                 key, order = _key(fs[x], fs[y], eq.ranges)
                 if key in seen_here:
                     continue  # (the same pair twice in one product: shared by the first only)
@@ -258,7 +268,8 @@ def _evaluate(group, equations, key):
     nvars = len(key[4])
     summed = set(range(nvars))
     for site, ra, rb, order in group:
-        others = set(_union([_vars(f) for f in site.join.factors if f is not ra and f is not rb]))
+        # (every variable used anywhere in another factor, summed inside it or not, stays out of the pair's sum)
+        others = set(_union([node_vars(f) for f in site.join.factors if f is not ra and f is not rb]))
         local = {c for c, v in enumerate(order) if v not in site.out and v not in others}
         summed &= local
     kept = [c for c in range(nvars) if c not in summed]
@@ -272,9 +283,9 @@ def _evaluate(group, equations, key):
     for site, ra, rb, order in group:
         eq = equations[site.eq_index]
         sizes = {v: hi - lo for v, (lo, hi) in eq.ranges.items()}
-        inputs = [tuple(_vars(f)) for f in site.join.factors]
+        inputs = [tuple(_labels(f)) for f in site.join.factors]
         before += cached_plan_join(inputs, site.out, sizes).flops
-        rest = [tuple(_vars(f)) for f in site.join.factors if f is not ra and f is not rb]
+        rest = [tuple(_labels(f)) for f in site.join.factors if f is not ra and f is not rb]
         temp = tuple(order[c] for c in kept)
         if rest:
             after += cached_plan_join(rest + [temp], site.out, sizes).flops
@@ -333,9 +344,10 @@ def _replace_pair(site: _Site, ra: Read, rb: Read, temp: Read, summed: set[str])
     join = site.join
     ia = _index_of(join, ra, -1)
     ib = _index_of(join, rb, ia)
-    factors = [f for k, f in enumerate(join.factors) if k not in (ia, ib)]
-    join.factors[:] = [temp] + factors
-    join.divides[:] = [False] * len(join.factors)
+    keep = [k for k in range(len(join.factors)) if k not in (ia, ib)]
+    divides = [join.divides[k] for k in keep]
+    join.factors[:] = [temp] + [join.factors[k] for k in keep]
+    join.divides[:] = [False] + divides
     if site.reduce is not None:
         site.reduce.over = tuple(v for v in site.reduce.over if v not in summed)
 
