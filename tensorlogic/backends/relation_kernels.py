@@ -151,15 +151,14 @@ def _round(out: np.ndarray, n: int, i: int, hi: int, n1: int, chains: np.ndarray
             derived += nx * ny
             for s in range(nx):
                 base = np.int64(lbuf[s]) * n1
-                for t in range(ny):
+                for t in range(ny):  # branch-free: a new fact is written and kept, a known one overwritten
                     k = base + rbuf[t]
                     w = k >> 6
                     m = _ONE << np.uint64(k & 63)
-                    if words[w] & m:
-                        continue
-                    words[w] |= m
+                    old = words[w]
+                    words[w] = old | m
                     out[n] = k
-                    n += 1
+                    n += np.int64((old & m) == 0)
         i += 1
     return i, n, derived, token, 0
 
@@ -274,15 +273,14 @@ def row_fixpoint(known: np.ndarray, delta: np.ndarray, n0: int, n1: int, chains:
                     else:
                         ny, token = _reach(b, r0, r1, steps, ptr, idx, stamp, token, ybuf, ytmp)
                     derived += ny
-                    for t in range(ny):
+                    for t in range(ny):  # branch-free, as in `_round`
                         y = np.uint64(ybuf[t])
                         w = y >> np.uint64(6)
                         m = _ONE << (y & _SIXTY_THREE)
-                        if row[w] & m:
-                            continue
-                        row[w] |= m
+                        old = row[w]
+                        row[w] = old | m
                         nxt[nn] = ybuf[t]
-                        nn += 1
+                        nn += np.int64((old & m) == 0)
             if nn == 0:
                 break
             if level == counts.shape[0]:
