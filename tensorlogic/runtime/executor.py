@@ -31,8 +31,9 @@ from ..ir.graph import Stratum, strata
 from ..ir.nodes import Equation, IBin, IConst, IExpr, IVar, Read, equation_str, ix_vars, reads
 from ..syntax.diagnostics import Diagnostic, TLRuntimeError
 from . import relational, seminaive, sparse_eval
-from .compiled import Fallback, HeadStep, compiled_for, layer_steps, uninitialised
+from .compiled import Fallback, compiled_for
 from .compiled import available as compiled_available
+from .compiled_steps import HeadStep, layer_steps, uninitialised
 from .dense import DenseEvaluator, Labeled, align, index_grid, to_numpy
 from .layered import layer_schedule
 
