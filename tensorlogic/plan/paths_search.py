@@ -9,14 +9,15 @@ Order of business for a join of ``n`` operands:
    planned part by part, the parts combined optimally; opt_einsum's own orders for the whole join are
    still compared;
 3. chain networks (``paths_chain``): the exact interval DP, returned at once;
-4. otherwise (``_fast_search``) a pool of starting trees: opt_einsum's ``greedy`` (and ``branch-1`` up to 14
+4. otherwise (``paths_fast.fast_search``) a pool of starting trees: opt_einsum's ``greedy`` (and ``branch-1`` up to 14
    operands, which is what ``auto`` runs there), our greedy ranked by memory delta (and by flops above
    ``FAST_SMALL_N`` operands) and bucket elimination; then interval DP over leaf orders of the best trees
    (``paths_interval``), which restructures a tree globally and is never worse than the tree it starts
    from; above ``FAST_SMALL_N`` operands also Boltzmann-sampled greedy runs, subtree reconfiguration and a
    second interval phase.  Quality mode starts from this result and searches on (below).
 
-``effort="fast"`` (the default; the runtime plans every join of every equation with it) is deterministic for
+``effort="fast"`` (the default; the runtime plans every join of every equation with it; its search and its
+``FAST_*`` limits are in ``paths_fast``) is deterministic for
 a given ``seed``, with work limits rather than clocks, sized for 5 ms of CPU up to ``FAST_SMALL_N`` operands
 in the whole join: ``7,500 - FAST_INTERVAL_WORK_PER_LABEL x (label incidences)`` units of interval-DP work
 clamped to ``FAST_INTERVAL_WORK_MIN``..``FAST_INTERVAL_WORK`` (denser joins spend more on the greedy starts),
@@ -45,8 +46,21 @@ import time
 from .paths_chain import chain_order, optimal_chain
 from .paths_common import Network, Objective, Tree
 from .paths_exact import components, optimal_items, smallest_first
+from .paths_fast import (
+    FAST_ELIMINATION_MAX_LABELS,
+    FAST_ELIMINATION_MIN_N,
+    FAST_RANKS,
+    FAST_RECONF_MAX_N,
+    FAST_SMALL_N,
+    FAST_TRIALS,
+    Pool,
+    copy_tree,
+    estimate_tuples,
+    fast_reconf,
+    fast_search,
+)
 from .paths_greedy import TupleEstimator, branch1_ssa, elimination_ssa, greedy_ssa, oe_greedy_ssa
-from .paths_interval import absorbing_cherries, refine
+from .paths_interval import refine
 from .paths_reconf import reconfigure
 
 __all__ = ["search", "estimate_tuples"]
@@ -59,103 +73,13 @@ FAST_DP_MAX = 16
 FAST_DP_BUDGET = 3_000
 HIGH_DP_MAX = 40
 HIGH_DP_BUDGET = 2_000_000
-FAST_TRIALS = 4
-FAST_RANKS = ("delta",)
-FAST_RANKS_LARGE = ("flops", "delta")
-FAST_SMALL_N = 30
-FAST_INTERVAL_WORK = 5_000
-FAST_INTERVAL_WORK_MIN = 3_000
-FAST_INTERVAL_WORK_PER_LABEL = 33
-FAST_INTERVAL_WORK_LARGE = 400_000
-FAST_INTERVAL_ROUNDS = 40
-FAST_INTERVAL_PATIENCE = 4
-FAST_INTERVAL_STARTS = 3
-FAST_INTERVAL_MAX_N = 128
-FAST_INTERVAL_MULTI_MAX_N = 64
 HIGH_RANKS = ("flops", "delta", "size")
-FAST_RECONF_K = 5
-FAST_RECONF_K_LARGE = 7
-FAST_RECONF_K_OUTER = 5
-FAST_RECONF_MIN_SHARE = 0.01
-FAST_RECONF_PASSES = 2
-FAST_RECONF_MAX_N = 400
-FAST_ELIMINATION_MIN_N = 31
-FAST_ELIMINATION_MAX_LABELS = 400
 HIGH_RECONF_KS = (6, 8, 10)
 HIGH_INTERVAL_MAX_N = 600
 HIGH_INTERVAL_ROUNDS = 24
 HIGH_INTERVAL_POLISH = 4
 HIGH_PATIENCE = 40
 HIGH_TIME_BUDGET = 5.0
-
-
-def estimate_tuples(net: Network, estimator: TupleEstimator, tree: Tree) -> dict[int, float]:
-    """Estimated tuple count of every internal node of ``tree`` (keyed by node id)."""
-    est: dict[int, float] = {}
-    stats: dict[int, tuple[float, dict[int, float]]] = {i: estimator.stats[i] for i in range(net.n)}
-    saved = estimator.stats
-    estimator.stats = stats
-    try:
-        for v in tree.internal_postorder():
-            a, b = tree.children[v]
-            stats[v] = estimator.join(a, b, tree.eff[v])
-            est[v] = stats[v][0]
-    finally:
-        estimator.stats = saved
-    return est
-
-
-class _Best:
-    def __init__(self, net: Network, obj: Objective, estimator: TupleEstimator | None):
-        self.net = net
-        self.obj = obj
-        self.estimator = estimator
-        self.pool: list[tuple[tuple, int, Tree, str]] = []  # (score, seq, tree, algorithm), best first
-        self.seen: set[tuple] = set()
-        self.seq = 0
-
-    def score(self, tree: Tree) -> tuple:
-        if self.estimator is not None:
-            est = estimate_tuples(self.net, self.estimator, tree)
-            return (sum(est.values()), tree.total_flops(), max(tree.size.values(), default=0))
-        return self.obj.score(list(tree.flops.values()), list(tree.size.values()))
-
-    def add(self, tree: Tree, algorithm: str) -> tuple:
-        s = self.score(tree)
-        if s not in self.seen:
-            self.seen.add(s)
-            self.seq += 1
-            self.pool.append((s, self.seq, tree, algorithm))
-            self.pool.sort(key=lambda e: (e[0], e[1]))
-            del self.pool[8:]
-        return s
-
-    def add_pairs(self, pairs: list[tuple[int, int]], algorithm: str) -> tuple:
-        return self.add(Tree.from_ssa(self.net, pairs), algorithm)
-
-    @property
-    def best(self) -> tuple[Tree, str]:
-        _, _, tree, algorithm = self.pool[0]
-        return tree, algorithm
-
-
-def _copy(tree: Tree) -> Tree:
-    return Tree.from_ssa(tree.net, tree.to_ssa())
-
-
-def _fast_reconf(pool: _Best, obj: Objective) -> None:
-    tree, algorithm = pool.best
-    tree = _copy(tree)
-    # joins too large for the interval phase get larger subtrees (their only global improvement step)
-    if reconfigure(
-        tree,
-        obj,
-        k=FAST_RECONF_K if tree.net.n <= FAST_INTERVAL_MAX_N else FAST_RECONF_K_LARGE,
-        max_passes=FAST_RECONF_PASSES,
-        outer_max=FAST_RECONF_K_OUTER,
-        min_share=FAST_RECONF_MIN_SHARE,
-    ):
-        pool.add(tree, algorithm + " + subtree reconfiguration")
 
 
 def _sub_network(net: Network, members: list[int], ext: int) -> Network:
@@ -214,86 +138,6 @@ def _by_components(
     return Tree.from_ssa(net, pairs), f"{len(comps)} independent parts: {label}"
 
 
-def _fast_search(net: Network, obj: Objective, rng: random.Random, pool: _Best, whole_n: int) -> tuple[Tree, str]:
-    """Fast mode beyond the exact cases: cheap starting trees (opt_einsum's own orders among them, so the
-    result is never worse than its ``auto``), then interval DP over randomly flipped leaf orders of the best
-    tree for a fixed amount of work; beyond ``FAST_SMALL_N`` operands also random greedy runs and subtree
-    reconfiguration.  ``whole_n`` is the size of the join this network is part of (the time target is set
-    by the whole join)."""
-    n = net.n
-    small = whole_n <= FAST_SMALL_N
-    pool.add_pairs(oe_greedy_ssa(net), "greedy (opt_einsum)")
-    if n <= 14:
-        pool.add_pairs(branch1_ssa(net), "branch-1 (opt_einsum)")
-    for rank in FAST_RANKS if small else FAST_RANKS_LARGE:
-        pool.add_pairs(greedy_ssa(net, rank), f"greedy ({rank})")
-    if len(net.size) <= FAST_ELIMINATION_MAX_LABELS:
-        pool.add_pairs(elimination_ssa(net), "bucket elimination")
-    if not small:
-        for _ in range(FAST_TRIALS // 2):
-            costmod = rng.uniform(0.1, 4.0)
-            temperature = math.exp(rng.uniform(math.log(0.001), math.log(1.0)))
-            pairs = greedy_ssa(net, "costmod", rng=rng, temperature=temperature, costmod=costmod)
-            pool.add_pairs(pairs, "random greedy")
-    interval = n <= FAST_INTERVAL_MAX_N
-    if small:
-        # the greedy starts cost more on denser joins: what is left of the time target goes to the interval DP
-        incidences = sum(m.bit_count() for m in net.masks)
-        work = max(FAST_INTERVAL_WORK_MIN, min(FAST_INTERVAL_WORK, 7_500 - FAST_INTERVAL_WORK_PER_LABEL * incidences))
-    else:
-        work = FAST_INTERVAL_WORK_LARGE
-    if interval:
-        # several starts on small and medium joins (different greedy trees lead to different local optima);
-        # on large ones a round is costly and the budget goes to the best tree
-        nstarts = FAST_INTERVAL_STARTS if n <= FAST_INTERVAL_MULTI_MAX_N else 1
-        _fast_interval(pool, obj, rng, nstarts, work if small else work // 2, small)
-    if not small and n <= FAST_RECONF_MAX_N:
-        _fast_reconf(pool, obj)
-        if interval:
-            _fast_interval(pool, obj, rng, 1, work // 2, small)
-    return pool.best
-
-
-def _fast_interval(pool: _Best, obj: Objective, rng: random.Random, nstarts: int, work: int, small: bool) -> None:
-    """Interval DP over leaf orders of the best ``nstarts`` trees within ``work`` split points.  Small joins
-    (a tight time target): the guided order of each start, coarsened (its absorbing cherries as one item
-    each: a cheaper round), one round each while a round like the last one fits, then full rounds on the best
-    tree if one is predicted to fit.  Otherwise each start in turn gets an equal share of what is
-    left, with patience (some starts need several rounds before they overtake the others)."""
-    starts = [(tree, algorithm) for _, _, tree, algorithm in pool.pool[:nstarts]]
-    tag = " + interval DP over leaf orders"
-    used = [0]
-    if not small:
-        for k, (tree, algorithm) in enumerate(starts):
-            share = (work - used[0]) // (len(starts) - k)
-            better = refine(tree, obj, rng, FAST_INTERVAL_ROUNDS, FAST_INTERVAL_PATIENCE, share, used)
-            if better is not tree:
-                pool.add(better, algorithm + tag)
-        return
-    last = 0
-    for tree, algorithm in starts:
-        if work - used[0] <= last:
-            break
-        before = used[0]
-        better = refine(tree, obj, rng, 1, work=work - used[0], used=used, coarsen=True)
-        last = used[0] - before
-        if better is not tree:
-            pool.add(better, algorithm + tag)
-    tree, algorithm = pool.best
-    # the starts' rounds were over coarsened orders: a full round costs about (n / items)^2.5 times more
-    items = tree.net.n - len(absorbing_cherries(tree))
-    expect = int(last * (tree.net.n / max(items, 1)) ** 2.5)
-    if work - used[0] > expect:
-        better = refine(tree, obj, rng, FAST_INTERVAL_ROUNDS, FAST_INTERVAL_PATIENCE, work - used[0], expect=expect)
-    elif work - used[0] > last:  # (no full round fits: more coarsened ones)
-        better = refine(tree, obj, rng, FAST_INTERVAL_ROUNDS, FAST_INTERVAL_PATIENCE, work - used[0], expect=last,
-                        coarsen=True)
-    else:
-        return
-    if better is not tree:
-        pool.add(better, algorithm.replace(tag, "") + tag)
-
-
 def search(
     net: Network,
     obj: Objective,
@@ -315,7 +159,7 @@ def search(
     budget = (HIGH_TIME_BUDGET if time_budget is None else float(time_budget)) if high else None
     deadline = start + budget if budget is not None else None
     rng = random.Random(seed)
-    pool = _Best(net, obj, estimator)
+    pool = Pool(net, obj, estimator)
     full_ext = net.out
 
     if estimator is None:
@@ -334,7 +178,7 @@ def search(
             if high or max(n, whole_n) > FAST_SMALL_N:  # (small joins: the parts were refined already)
                 pool.add_pairs(greedy_ssa(net, "flops"), "greedy (flops)")
                 if n <= FAST_RECONF_MAX_N:  # (in quality mode too: the parts were polished, not the whole)
-                    _fast_reconf(pool, obj)
+                    fast_reconf(pool, obj)
             return pool.best
         order = chain_order(net)
         if order is not None and n <= (HIGH_CHAIN_MAX if high else FAST_CHAIN_MAX):
@@ -344,7 +188,7 @@ def search(
 
     if estimator is None:
         # (quality mode starts from fast mode's result, with its own random stream, so it is never worse)
-        _fast_search(net, obj, rng if not high else random.Random(seed), pool, max(n, whole_n))
+        fast_search(net, obj, rng if not high else random.Random(seed), pool, max(n, whole_n))
         if not high:
             return pool.best
 
@@ -391,7 +235,7 @@ def search(
         for _ in range(FAST_TRIALS if n <= 16 else FAST_TRIALS // 2):
             random_trial()
         if n <= FAST_RECONF_MAX_N:
-            _fast_reconf(pool, obj)
+            fast_reconf(pool, obj)
         return pool.best
 
     # Quality mode: restarts for a share of the budget, then iterated local search: polish the best few
@@ -432,7 +276,7 @@ def search(
     for tree, algorithm in starts:
         if time.perf_counter() > deadline:
             break
-        pool.add(polish(_copy(tree)), algorithm + " + subtree reconfiguration")
+        pool.add(polish(copy_tree(tree)), algorithm + " + subtree reconfiguration")
     stale = 0
     restarts = 0
     while time.perf_counter() < deadline and stale < HIGH_PATIENCE:
@@ -449,7 +293,7 @@ def search(
         else:
             # the best tree, re-polished with randomly shaped subtrees
             tree, algorithm = pool.best
-            tree = _copy(tree)
+            tree = copy_tree(tree)
             for k in (8, 10, 12):
                 if time.perf_counter() > deadline:
                     break
