@@ -439,3 +439,21 @@ def test_a_heuristic_schedule_warm_starts_the_milp(seed):
     r = milp_solve(g, budget, 30, recompute_backward=False, start=start.steps)
     assert r.status == "optimal" and r.objective == pytest.approx(brute_force(g, budget, False))
     assert r.objective <= start.cost + 1e-9
+
+
+def test_auto_runs_a_layered_schedule_on_the_executor():
+    """`auto` picks the layered DP for an MLP's gradient graph under a tight budget; the executor runs its
+    schedule within the budget, with the gradients of an ordinary run, bit for bit."""
+    gsrc, values = mlp_gradient(4, 8, 256)
+    ref = tl.Program(gsrc)
+    ref.run(**values)
+    gp = tl.Program(gsrc)
+    gp.analyze(**values)
+    g, s = plan_remat(gp.plan(), 0.8 * store_all(graph_from_plan(gp.plan())).peak)
+    assert s.feasible and s.strategy == "layers"
+    assert len([1 for op, _ in s.steps if op == "compute"]) > g.n  # it recomputes
+    assert replay(g, s.steps)[1] <= s.budget
+    gp.executor.run_schedule(g.tensors, s.steps)
+    assert gp.executor.peak_bytes <= s.budget
+    for t in (t for node in g.outputs for t in g.tensors[node]):
+        np.testing.assert_array_equal(gp.executor.dense(t), ref[t])
