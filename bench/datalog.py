@@ -336,6 +336,8 @@ def main() -> int:
 
     t = time.perf_counter()
     kern = chain_kernels._load() if os.environ.get("TL_NUMBA", "").strip() != "0" else None
+    if kern is not None:
+        kern.warm()  # every kernel loaded from numba's cache (or compiled) before anything is timed
     print("compiled chain kernels: " + (f"numba, loaded in {time.perf_counter() - t:.2f} s (first call: import "
                                         "and numba's cached or fresh compilation; not in the times below)"
                                         if kern is not None else "off (numpy rounds; TL_NUMBA=0 or no numba)"))

@@ -51,7 +51,8 @@ _SPARE_WORDS = _BIG_BITMAP // 64
 # word costs about a nanosecond to scan, a key 20-40 to radix-sort into fresh memory (SG on TG: 5.2 million
 # words for 608,090 facts, the scan 15% faster in all).
 SCAN = 16
-# Seconds the first load (import + cached or fresh compilation) took, for reports.
+# Seconds the import of the kernels module took (each kernel is loaded from numba's cache, or compiled, on its
+# first call; `relation_kernels.warm()` does all of them at once), for reports.
 load_seconds: float | None = None
 
 
@@ -63,8 +64,7 @@ def _load() -> ModuleType | None:
             from ..backends import relation_kernels
         except ImportError:  # numba absent or incompatible with this numpy
             _LOADED = False
-        else:
-            relation_kernels.warm()
+        else:  # each kernel loads (or compiles) on its first call: a closure needs two of the nine
             _LOADED = relation_kernels
             load_seconds = time.perf_counter() - t
     return _LOADED or None
