@@ -206,12 +206,13 @@ class Program:
 
     # ------------------------------------------------------------ learning
     def grad(self, loss: str, wrt: list[str] | None = None, memory_budget: int | str | None = None,
-             remat: str = "milp", **values: Any) -> dict[str, np.ndarray]:
+             remat: str = "auto", **values: Any) -> dict[str, np.ndarray]:
         """The gradient of the scalar `loss` with respect to each tensor in `wrt` (default: the parameters
         not given in `values`) at `values`, as numpy arrays of the tensors' shapes. The gradient is computed
         by the gradient program (`grad_source`), run like any other program. Under `memory_budget` (bytes or
-        "200MB"; default the program's) it runs by a keep/recompute schedule of strategy `remat` (milp, dp,
-        sqrt, store_all; see tensorlogic/learn/budget.py), or raises before running when none fits."""
+        "200MB"; default the program's) it runs by a keep/recompute schedule of strategy `remat` (auto,
+        milp, layers, dp, greedy, sqrt, store_all; see docs/remat.md), or raises before running when none
+        fits."""
         from .learn.trainer import parameters, program_grad
 
         names = list(wrt) if wrt is not None else parameters(self, set(values))
@@ -242,7 +243,7 @@ class Program:
               wrt: list[str] | None = None, progress: bool = False, save: str | Path | None = None,
               plot: str | Path | None = None, callback: Callable[[int, float], None] | None = None,
               options: dict[str, float] | None = None, batch_size: int | None = None,
-              memory_budget: int | str | None = None, remat: str = "milp", **data: Any) -> list[float]:
+              memory_budget: int | str | None = None, remat: str = "auto", **data: Any) -> list[float]:
         """Learn the parameters (tensors declared learnable or never defined; or `wrt`) by minimising the
         scalar `loss` with `optimizer` (sgd, momentum, adam, adamw); returns the loss of each epoch. The
         learned values stay in `prog.params` and are used by later runs; `save` writes them after every

@@ -250,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, help="minibatches of the examples indexed by a virtual index *e")
     t.add_argument("--memory-budget", help="keep the training step's peak memory under this (e.g. 200MB): "
                    "forward values are recomputed where needed")
-    t.add_argument("--remat", default="milp", choices=["milp", "dp", "sqrt", "store_all"],
-                   help="the keep/recompute strategy under --memory-budget (default milp)")
+    t.add_argument("--remat", default="auto",
+                   choices=["auto", "milp", "layers", "dp", "greedy", "sqrt", "store_all"],
+                   help="the keep/recompute strategy under --memory-budget (default auto)")
     t.add_argument("--save", help="write the parameters to this .npz after every epoch (atomically)")
     t.add_argument("--load", help="start from the parameters in this .npz")
     t.add_argument("--plot", help="draw the loss curve to this file (.png, .svg, .pdf)")

@@ -215,6 +215,26 @@ class TorchBackend:
     def _float(self, x: Any) -> torch.Tensor:
         return self.xp.asarray(x, self.dtype)
 
+    # ------------------------------------------------------------ device memory
+    def reset_device_peak(self) -> None:
+        """Start a new measurement of the device allocator's peak (CUDA only; nothing on the CPU)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def device_peak_bytes(self) -> int | None:
+        """`torch.cuda.max_memory_allocated` since the last reset (bytes), or None off CUDA."""
+        if self.device.type != "cuda":
+            return None
+        torch.cuda.synchronize(self.device)
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+    def device_bytes_now(self) -> int | None:
+        """`torch.cuda.memory_allocated` now (bytes), or None off CUDA."""
+        if self.device.type != "cuda":
+            return None
+        return int(torch.cuda.memory_allocated(self.device))
+
     # ------------------------------------------------------------ boundary
     def from_numpy(self, a: Any) -> torch.Tensor:
         """A numpy value (data, initial values) as a tensor on this backend's device."""

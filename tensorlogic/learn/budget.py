@@ -117,7 +117,7 @@ def _best_schedule(plan: Any, outputs: set[str], budget: int, strategy: str) -> 
     return best or last
 
 
-def scheduled_run(gp: Any, outputs: set[str], budget: int, strategy: str = "milp", cache: dict | None = None
+def scheduled_run(gp: Any, outputs: set[str], budget: int, strategy: str = "auto", cache: dict | None = None
                   ) -> Any:
     """Run the (analysed) gradient program `gp` under `budget` bytes; returns the schedule it ran."""
     from ..runtime.sliced import use_budget

@@ -100,7 +100,7 @@ def gradient_program(prog: Any, loss: str, wrt: list[str], seeded: bool = True,
 
 
 def program_grad(prog: Any, loss: str, wrt: list[str] | None, values: dict[str, Any],
-                 memory_budget: int | None = None, strategy: str = "milp") -> dict[str, np.ndarray]:
+                 memory_budget: int | None = None, strategy: str = "auto") -> dict[str, np.ndarray]:
     """d(loss)/d(each of wrt) at `values` (inputs and parameter values; missing parameters take their
     current values). The loss must be a scalar."""
     names = list(wrt) if wrt is not None else parameters(prog, set(values))
@@ -187,7 +187,7 @@ def train(prog: Any, loss: str = "Loss", epochs: int = 100, lr: float = 0.01, op
           wrt: list[str] | None = None, progress: bool = True, save: str | Path | None = None,
           plot: str | Path | None = None, callback: Callable[[int, float], None] | None = None,
           options: dict[str, float] | None = None, data: dict[str, Any] | None = None,
-          batch_size: int | None = None, memory_budget: int | None = None, remat: str = "milp") -> list[float]:
+          batch_size: int | None = None, memory_budget: int | None = None, remat: str = "auto") -> list[float]:
     """Minimise the scalar `loss` over the parameters; returns the loss of every epoch (before its step; with
     minibatches, the sum of the batches' losses, each before its step)."""
     if epochs < 0:
