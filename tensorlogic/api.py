@@ -78,7 +78,10 @@ class Program:
         self.last_loss: float | None = None
         self._grad_programs: dict = {}
         self._strata_cache: tuple = (None, {})
-        self._shared_cache: tuple = (None, None)  # (analysis, what the executor runs: plan/sharing.py)
+        self._shared_cache: tuple = (None, None, None)  # (analysis, budgeted, what the executor runs)
+        # under a memory budget no sub-join is shared: a shared temporary is kept until its last consumer,
+        # the memory that slicing and recomputation are there to save (docs/planner.md)
+        self._no_share = False
         self._renames: dict[str, str] = {}  # with `set history = 1`: a state's initial data is <state>_Init
 
     # ------------------------------------------------------------ stages
@@ -138,14 +141,18 @@ class Program:
 
     def _run_analysis(self) -> Analyzed:
         """The analysis the executor runs: shared sub-joins computed once (plan/sharing.py), per analysis."""
-        if self._shared_cache[0] is not self.analyzed:
+        budgeted = self._no_share or self.memory_budget is not None
+        if self._shared_cache[0] is not self.analyzed or self._shared_cache[1] != budgeted:
             from .plan.sharing import share_subjoins
 
-            self._shared_cache = (self.analyzed, share_subjoins(self.analyzed))
-        return self._shared_cache[1]
+            a = self.analyzed
+            self._shared_cache = (a, budgeted, a if budgeted else share_subjoins(a))
+        return self._shared_cache[2]
 
     @property
     def executor(self) -> Executor:
+        if self._executor is not None and self._executor.prog is not self._run_analysis():
+            self._executor = None  # sharing switched on or off (a memory budget came or went): run the other
         if self._executor is None:
             a = self._run_analysis()
             self._executor = Executor(a, self.backend, self.functions, self.seed)
@@ -166,6 +173,7 @@ class Program:
         that would not fit run in slices (runtime/sliced.py); a budget slicing cannot meet is refused before
         running, with the least budget that fits."""
         budget = self._budget(memory_budget)
+        self._no_share = budget is not None
         self.analyze(**{**self.params, **inputs})
         ex = self.executor
         if budget is not None or "plan" in os.environ.get("TL_DEBUG", ""):
@@ -271,8 +279,10 @@ class Program:
 
     def plan(self, memory_budget: int | str | None = None, effort: str = "fast") -> ProgramPlan:
         """The whole-program plan of what a run computes: orders, FLOPs, sparse/dense, liveness, peak memory."""
-        a = self._run_analysis()
         budget = parse_bytes(memory_budget) if isinstance(memory_budget, str) else memory_budget
+        if budget is not None:
+            self._no_share = True
+        a = self._run_analysis()
         needed = {r.tensor for q in a.queries for r in reads(q.expr)} | {w.tensor for w in a.writes}
         relational = {k: f is not None for k, f in self.executor.forms.items()}
         plan = plan_program(a, relational, needed or None, budget, effort)

@@ -176,6 +176,21 @@ def test_switched_off_by_environment(monkeypatch):
     assert sharing.shared_of(prog.executor.prog) == []
 
 
+def test_a_memory_budget_shares_nothing_and_a_run_without_one_shares_again():
+    v = _arrays()
+    prog = tl.Program(ISSUE)
+    prog.run(memory_budget="64MB", **v)
+    assert sharing.shared_of(prog.executor.prog) == []  # a temporary would hold memory a budget is there to save
+    assert np.allclose(prog["A"], np.einsum("ij,jk,k->ik", v["X"], v["Y"], v["Z"]))
+    assert not render(prog.plan("64MB")).startswith("shared:")
+    prog.run(**v)
+    assert [s.consumers for s in sharing.shared_of(prog.executor.prog)] == [["A", "B"]]
+    assert np.allclose(prog["B"], np.einsum("ij,jk,k->ik", v["X"], v["Y"], v["W"]))
+    budgeted = tl.Program(ISSUE, memory_budget="64MB")  # a program-wide budget too
+    budgeted.run(**v)
+    assert sharing.shared_of(budgeted.executor.prog) == [] and not budgeted.plan().shared
+
+
 def test_recursive_strata_are_left_alone():
     # a numeric recursion reading the same pair as a plain equation: only plain (non-recursive) equations share
     src = ("H[i,k] = X[i,j] Y[j,k] Z[k]\nR[i,k] = 0.5 R[i,k] + X[i,j] Y[j,k] W[k]\nB[i,k] = X[i,j] Y[j,k] W[k]\n"

@@ -169,13 +169,14 @@ def _torch_grads(vals):
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_gradients_with_and_without_slicing(monkeypatch, backend):
-    monkeypatch.setenv("TL_SHARE", "0")  # (sub-join sharing would store A B as a tensor: nothing left to slice)
     sliced = []
     monkeypatch.setattr(runtime_sliced, "slice_join", lambda *a: sliced.append(slice_join(*a)) or sliced[-1])
     vals = _three_way(a=2, b=3, c=40, f=30, g=30)
+    monkeypatch.setenv("TL_SHARE", "0")  # the reference peak without the shared A B temporary
     plain = tl.Program(TRAIN, backend=backend)
     ref = plain.grad("Loss", ["A", "B", "C"], **vals)
     unsliced_peak = plain.last_peak_bytes
+    monkeypatch.delenv("TL_SHARE")  # a budgeted run shares no sub-join by itself
     budget = int(unsliced_peak * (0.8 if backend == "numpy" else 0.5))
     prog = tl.Program(TRAIN, backend=backend)
     got = prog.grad("Loss", ["A", "B", "C"], memory_budget=budget, **vals)
@@ -188,8 +189,7 @@ def test_gradients_with_and_without_slicing(monkeypatch, backend):
 
 
 def test_training_budget_below_reach_gives_the_least_budget(monkeypatch):
-    # sub-join sharing (plan/sharing.py) would store A B, the product slicing avoids, as a tensor: off here
-    monkeypatch.setenv("TL_SHARE", "0")
+    # a budget turns sub-join sharing off: a shared A B would be the very product slicing avoids
     vals = _three_way(a=2, b=3, c=40, f=30, g=30)
     prog = tl.Program(TRAIN)
     with pytest.raises(tl.TLRuntimeError) as info:
@@ -260,7 +260,6 @@ def test_a_join_that_cannot_fit_what_is_left_is_a_clear_error():
 
 
 def test_slicing_is_traded_against_recomputation(monkeypatch):
-    monkeypatch.setenv("TL_SHARE", "0")
     from tensorlogic.learn.budget import _best_schedule, slice_nodes
     from tensorlogic.plan.remat import simulate, solve, store_all
     from tensorlogic.plan.remat_graph import graph_from_plan

@@ -116,6 +116,7 @@ def program_grad(prog: Any, loss: str, wrt: list[str] | None, values: dict[str, 
         given[n] = v
     renames = differentiable(prog, given)._renames  # a state's initial value is <state>_Init with history
     gp, gs = gradient_program(prog, loss, [renames.get(n, n) for n in names], values=given)
+    gp._no_share = memory_budget is not None  # a budget shares no sub-join (api.Program._run_analysis)
     if memory_budget is None:
         gp.run(**given)
     else:  # keep or recompute forward values so that the step's peak stays under the budget
