@@ -298,3 +298,21 @@ def test_adam_in_place_follows_the_formulas():
         v = 0.999 * v + 0.001 * g * g
         ref -= 0.05 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
     np.testing.assert_allclose(p, ref, rtol=1e-13)
+
+
+def test_layered_recursion_with_the_layer_in_the_middle():
+    # the layer index is the middle axis of the stacked tensors (a GNN's Emb[n, l, d]): written by strided slices
+    rng = np.random.default_rng(12)
+    n, layers, d = 6, 3, 4
+    x, wp, adj = rng.normal(size=(n, d)), rng.normal(size=(layers, d, d)), rng.random((n, n))
+    prog = tl.Program("Emb[n, 0, d] = X[n, d]\nZ[n, l, e] = relu(WP[l, e, d] Emb[n, l, d])\n"
+                      "Agg[n, l, d] = A[n, m] Z[m, l, d]\nEmb[n, l+1, d] = tanh(Agg[n, l, d]) + Emb[n, l, d]\n"
+                      "Emb?\nZ?\n")
+    emb, z = _run_twice(prog, X=x, WP=wp, A=adj)
+    want_e, want_z = [x], []
+    for layer in range(layers):
+        want_z.append(relu(want_e[-1] @ wp[layer].T))
+        want_e.append(np.tanh(adj @ want_z[-1]) + want_e[-1])
+    np.testing.assert_allclose(emb, np.stack(want_e, axis=1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(z, np.stack(want_z, axis=1), rtol=1e-12, atol=1e-12)
+    assert any(r.kind == "layered" for r in prog.report.strata)

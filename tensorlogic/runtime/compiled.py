@@ -146,7 +146,10 @@ def compile_equation(ex, eq: Equation, ranges: dict, invariant_of: frozenset | N
     else:
         def share(n: Reduce, text: str) -> bool:
             return text in state["texts"]
-    ctx = Context(ex, ranges, lhs_vars, share, ex.backend.functions)
+    # a layered step's layer variable is fixed to one value: its reads index it (operands without that axis,
+    # as an unrolled program's), the projection puts the axis back
+    drop = frozenset(v for v, r in ranges.items() if r[1] - r[0] == 1 and eq.ranges.get(v) != r)
+    ctx = Context(ex, ranges, lhs_vars, share, ex.backend.functions, drop=drop)
     try:
         code = compile_node(ctx, eq.rhs)
         scatter = compile_scatter(ctx, code, lhs, t.storage_shape, eq.op, zero_into)

@@ -98,6 +98,7 @@ class Context:
     share: Callable[[Reduce, str], bool]  # whether a join (node, text) goes through the executor's join cache
     functions: dict  # the backend's elementwise functions
     max_transient: int = 0  # bytes of the largest pairwise result (the executor's peak accounting)
+    drop: frozenset = frozenset()  # variables fixed to one value (a layer): plain reads index them, no axis
 
     def size(self, v: str) -> int:
         lo, hi = self.ranges[v]
@@ -198,6 +199,7 @@ def compile_read(ctx: Context, r: Read) -> Code:
     if plain is not None:
         index: list = []
         whole = True
+        kept = order
         for k, e in enumerate(plain):
             n = vshape[k]
             if isinstance(e, int):
@@ -209,13 +211,18 @@ def compile_read(ctx: Context, r: Read) -> Code:
                 lo, hi = ctx.ranges[e]
                 if lo < 0 or hi > n:
                     break
+                if e in ctx.drop and hi - lo == 1:  # a fixed layer: an integer index, the axis dropped
+                    index.append(lo)
+                    kept = tuple(v for v in kept if v != e)
+                    whole = False
+                    continue
                 index.append(slice(lo, hi))
                 whole = whole and lo == 0 and hi == n
         else:
             if whole:
                 return Code(get, order)
             idx = tuple(index)
-            return Code(lambda ex, idx=idx: get(ex)[idx], order)
+            return Code(lambda ex, idx=idx: get(ex)[idx], kept)
     if 0 in vshape:
         return _const(np.zeros(shape), order)
     grids = [np.broadcast_to(np.asarray(index_grid(e, order, ctx.ranges)), shape) for e in pos]

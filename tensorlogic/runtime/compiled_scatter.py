@@ -29,7 +29,11 @@ def destination(ctx: Context, code: Code, lhs: tuple[IExpr, ...], shape: tuple[i
 
     lhs_vars, shifts, sliced, _ = _scatter_static(lhs)
     root = code.root
-    if not sliced or root is None or root.vars != code.vars or code.vars != lhs_vars:
+
+    def axes(vs: tuple[str, ...]) -> tuple[str, ...]:  # (axes of size 1 do not change a layout)
+        return tuple(v for v in vs if ctx.size(v) != 1)
+
+    if not sliced or root is None or not axes(root.vars) == axes(code.vars) == axes(lhs_vars):
         return None
     dst = []
     for sh, n in zip(shifts, shape):
