@@ -232,6 +232,17 @@ def test_plan(family):
     assert "nothing to plan" in family.execute(":plan Parent").output
 
 
+def test_plan_shows_a_shared_sub_join():
+    s = Session()
+    rng = np.random.default_rng(0)
+    lit = lambda a: repr(np.round(a, 3).tolist())  # noqa: E731
+    s.execute(f"X = {lit(rng.random((30, 30)))}\nY = {lit(rng.random((30, 30)))}\n"
+              f"Z = {lit(rng.random(30))}\nW = {lit(rng.random(30))}")
+    s.execute("A[i,k] = X[i,j] Y[j,k] Z[k]\nB[i,k] = X[i,j] Y[j,k] W[k]")
+    out = s.execute(":plan A").output
+    assert "shared: _shared1[i,k] = sum[j](X[i,j] Y[j,k])" in out, out
+
+
 def test_graph(family, tmp_path):
     dot = family.execute(":graph").output
     assert dot.startswith("digraph")

@@ -113,7 +113,7 @@ def cmd_plan(session: Session, arg: str) -> Reply:
     if not any(e.lhs == name for e in a.equations):
         return Reply(f"{name} is data: there is nothing to plan\n")
     relational = {k: f is not None for k, f in prog.executor.forms.items()}
-    plan = plan_program(a, relational, {name})
+    plan = plan_program(prog._run_analysis(), relational, {name})  # what runs: with shared sub-joins
     return Reply(render_plan(plan) + "\n")
 
 
