@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -567,3 +568,45 @@ def test_cuda_float32_and_cli(capsys):
     for g, w_ in zip(got.splitlines(), want.splitlines(), strict=True):
         g, w_ = json.loads(g)["value"], json.loads(w_)["value"]
         np.testing.assert_allclose(np.asarray(g, float), np.asarray(w_, float), rtol=TOL, atol=TOL)
+
+
+_BUDGET_MLP = """
+tensor W1[16, 8] learnable
+tensor W2[4, 16] learnable
+H[e, j] = relu(W1[j, i] X[e, i])
+Y[e, k] = W2[k, j] H[e, j]
+Loss = (Y[e, k] - T[e, k])^2
+"""
+
+
+def _budget_case(device: str):
+    rng = np.random.default_rng(0)
+    vals = {"X": rng.normal(size=(256, 8)), "T": rng.normal(size=(256, 4))}
+    plain = tl.Program(_BUDGET_MLP, backend="torch", device=device)
+    ref = plain.grad("Loss", ["W1", "W2"], **vals)
+    budget = int(plain.last_peak_bytes * 0.8)
+    prog = tl.Program(_BUDGET_MLP, backend="torch", device=device)
+    try:
+        got = prog.grad("Loss", ["W1", "W2"], memory_budget=budget, **vals)
+    except tl.TLRuntimeError as e:  # refused before running: the least budget it names must then work
+        budget = int(re.search(r"\(([\d,]+) bytes", str(e)).group(1).replace(",", ""))
+        got = prog.grad("Loss", ["W1", "W2"], memory_budget=budget, **vals)
+    return ref, got, budget, prog
+
+
+def test_budgeted_step_reports_no_device_peak_off_cuda():
+    ref, got, budget, prog = _budget_case("cpu")
+    assert prog.last_peak_bytes <= budget
+    assert prog.last_device_peak_bytes is None  # the allocator's peak is a CUDA measurement
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-12, atol=1e-12)
+
+
+@needs_cuda
+def test_cuda_budgeted_step_stays_under_the_budget_in_the_allocator_too():
+    ref, got, budget, prog = _budget_case("cuda")
+    assert prog.last_peak_bytes <= budget  # counted by the executor
+    assert prog.last_device_peak_bytes is not None
+    assert prog.last_device_peak_bytes <= budget  # torch.cuda.max_memory_allocated during the step
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-12, atol=1e-12)

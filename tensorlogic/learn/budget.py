@@ -137,5 +137,9 @@ def scheduled_run(gp: Any, outputs: set[str], budget: int, strategy: str = "auto
             hint=f"raise the memory budget to at least {human_bytes(int(need))} ({int(need):,} bytes)" if need
             else "raise the memory budget")
     use_budget(gp.executor, budget)  # joins that do not fit in what is left run in slices
+    backend = gp.executor.backend
+    if hasattr(backend, "reset_device_peak"):  # on CUDA, also what the allocator saw (torch backend)
+        backend.reset_device_peak()
     gp.executor.run_schedule(graph.tensors, sched.steps)
+    sched.device_peak = backend.device_peak_bytes() if hasattr(backend, "device_peak_bytes") else None
     return sched

@@ -127,6 +127,8 @@ def program_grad(prog: Any, loss: str, wrt: list[str] | None, values: dict[str, 
         prog.last_schedule = scheduled_run(gp, {o for o in outs if o}, memory_budget, strategy,
                                            prog._grad_programs)
     prog.last_peak_bytes = gp.executor.peak_bytes
+    # torch.cuda.max_memory_allocated of a budgeted step on CUDA (None elsewhere)
+    prog.last_device_peak_bytes = getattr(prog.last_schedule, "device_peak", None) if memory_budget else None
     out = {}
     for n in names:
         g = gs.grad_name(renames.get(n, n))
