@@ -335,6 +335,7 @@ STAGES = [
     ("analysis (Program.analyze)", "tensorlogic/api.py", "analyze"),
     ("execution (Executor.ensure)", "runtime/executor.py", "ensure"),
     ("  fixpoint rounds (Executor.iterate)", "runtime/executor.py", "iterate"),
+    ("  compiled equations (CompiledEquation)", "runtime/compiled.py", "__call__"),
     ("  one equation (Executor.contribution)", "runtime/executor.py", "contribution"),
     ("    gathers (dense.gather)", "runtime/dense.py", "gather"),
     ("    pairwise contractions (backend.contract)", "backends/numpy_backend.py", "contract"),
