@@ -21,6 +21,7 @@ from ..ir.graph import Stratum
 from ..ir.nodes import IVar
 from . import chain_kernels
 from .chain_kernels import kernel_fixpoint, kernels
+from .linearize import Linearization
 
 if TYPE_CHECKING:
     from .executor import Executor
@@ -39,6 +40,9 @@ _PRODUCT_ROUND = 1 << 17
 _BYTE_BITMAP_ROUNDS = 1 << 28
 # Known facts are a sorted array until there is one per this many cells of the key space, then a bitmap.
 _SPARSE_BITS = 8192
+# The name under which a linearized stratum's relation B' (given facts plus exit rules) joins the outside
+# relations (no tensor name contains %).
+BASE = "%base"
 
 
 @dataclass
@@ -113,10 +117,11 @@ def _csr_index(r: np.ndarray, c: np.ndarray, nrow: int) -> tuple[np.ndarray, np.
 
 
 def chain_rules(ex: Executor, st: Stratum, full: dict[str, Relation], outside: dict[str, Relation],
-                bind: dict) -> list[_Chain] | None:
+                bind: dict, lin: Linearization | None = None) -> list[_Chain] | None:
     """The stratum's recursive rules as chains (see `_Chain`), or None when the fast path does not apply: one
     binary relation R whose every recursive rule is a chain, no bindings, and a key space small enough for
-    a membership bitmap."""
+    a membership bitmap. With `lin`, its transitivity rules are replaced by the linear rule through the
+    relation `outside[BASE]` (B', see `runtime/linearize.py`)."""
     if len(st.tensors) != 1 or bind:
         return None
     name = st.tensors[0]
@@ -124,7 +129,10 @@ def chain_rules(ex: Executor, st: Stratum, full: dict[str, Relation], outside: d
     if len(shape) != 2 or not 0 < shape[0] * shape[1] <= _BIT_BITMAP_MAX:
         return None
     chains = []
+    skip = {st.equations[i].id for i in lin.trans} if lin is not None else set()
     for e in st.equations:
+        if e.id in skip:
+            continue
         form = ex.forms[e.id]
         if not any(a.tensor == name for a in form.atoms):
             continue  # a base rule: evaluated once, in round 1
@@ -165,7 +173,30 @@ def chain_rules(ex: Executor, st: Stratum, full: dict[str, Relation], outside: d
         right = [_csr_index(*path[i], sizes[i]) for i in range(rec + 1, len(path))]
         lefts = [_csr_index(path[i][1], path[i][0], sizes[i + 1]) for i in range(rec - 1, -1, -1)]
         chains.append(_Chain(right, lefts, flip, sizes, path))
+    if lin is not None:
+        return _with_base(chains, outside[BASE], lin.side, shape)
     return chains
+
+
+def _with_base(chains: list[_Chain], base: Relation, side: int, shape: tuple[int, int]) -> list[_Chain] | None:
+    """`chains` plus the linear rule through B' that replaces the transitivity rule: R(x,z) <- R(x,y), B'(y,z)
+    (side 0) or R(x,z) <- B'(x,y), R(y,z) (side 1); None when R is not square. A chain equal to it already
+    there (the left rule R(x,z) <- R(x,y), E(y,z) when B' is E) is not added twice."""
+    n = shape[0]
+    if shape != (n, n) or base.shape != (n, n):
+        return None
+    c = base.cols
+    if side == 0:
+        ch = _Chain([_csr_index(c[:, 0], c[:, 1], n)], [], False, [n, n, n], [None, (c[:, 0], c[:, 1])])
+    else:
+        ch = _Chain([], [_csr_index(c[:, 1], c[:, 0], n)], False, [n, n, n], [(c[:, 0], c[:, 1]), None])
+
+    def same(a: _Chain) -> bool:
+        return (a.flip == ch.flip and len(a.right) == len(ch.right) and len(a.left) == len(ch.left)
+                and all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1])
+                        for x, y in zip(a.right + a.left, ch.right + ch.left)))
+
+    return chains if any(same(a) for a in chains) else [*chains, ch]
 
 
 def _csr_matrix(r: np.ndarray, c: np.ndarray, nrow: int, ncol: int, indptr: np.ndarray | None = None):
@@ -386,18 +417,22 @@ def chain_fixpoint(name: str, chains: list[_Chain], full: Relation, delta: Relat
 
 
 def run_chains(ex: Executor, st: Stratum, full: Relation, delta: Relation, outside: dict[str, Relation],
-               rounds: int) -> tuple[Relation, int, int] | None:
+               rounds: int, lin: Linearization | None = None, base: Relation | None = None
+               ) -> tuple[Relation, int, int] | None:
     """Continue the fixpoint of `st` (one relation: `full` after `rounds` rounds, `delta` the last one's new
-    facts) on the fast path: (relation, rounds, tuples derived), or None when the fast path does not apply."""
+    facts) on the fast path: (relation, rounds, tuples derived), or None when the fast path does not apply.
+    With `lin` (and `base`, the relation B'), the stratum's transitivity rules are linearized."""
     t = st.tensors[0]
-    chains = chain_rules(ex, st, {t: full}, outside, {})
+    if lin is not None:
+        outside = {**outside, BASE: base}
+    chains = chain_rules(ex, st, {t: full}, outside, {}, lin)
     if chains is not None:
         return chain_fixpoint(t, chains, full, delta, rounds, ex.debug)
     small = compact_ids(full, delta, outside)
     if small is None:
         return None
     ids, cfull, cdelta, coutside = small
-    chains = chain_rules(ex, st, {t: cfull}, coutside, {})
+    chains = chain_rules(ex, st, {t: cfull}, coutside, {}, lin)
     if chains is None:
         return None
     res, rounds, derived = chain_fixpoint(t, chains, cfull, cdelta, rounds, ex.debug)

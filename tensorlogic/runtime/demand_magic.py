@@ -23,7 +23,8 @@ facts the query can use (Beeri and Ramakrishnan's generalized magic sets):
   that are not Boolean relational rules are read in full from the executor (computed by the usual
   strata): negation stays stratified because negated relations are never rewritten.
 
-Chain linearization (`chain_rules`). For a single recursive binary relation P, magic sets alone keep the
+Chain linearization (`chain_rules`; the rule shapes are `linearize.classify`, shared with the full
+evaluation of `runtime/seminaive.py`). For a single recursive binary relation P, magic sets alone keep the
 non-linear `P(x,z) <- P(x,y), P(y,z)` expensive: the y reached from c are asked too, and their closure is
 most of the full one. When every rule of P is an exit rule B (no P in its body), a left-linear rule
 `P(x,z) <- P(x,y), R(y,z)`, a right-linear rule `P(x,z) <- L(x,y), P(y,z)` or the transitivity rule
@@ -46,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .demand_rules import Atom, Rule, Term
+from .linearize import classify
 
 
 class Unsupported(Exception):
@@ -67,41 +69,11 @@ def _bound_args(atom: Atom, a: str) -> tuple[Term, ...]:
 # ---------------------------------------------------------------------------------------------- linearization
 
 
-def _classify(p: str, rule: Rule) -> str | None:
-    """'exit', 'left', 'right' or 'trans' for a rule of the binary relation p, or None (not a chain rule)."""
-    rec = [a for a in rule.body if a.pred == p]
-    if any(a.pred == p for a in rule.negated):
-        return None
-    if not rec:
-        return "exit"
-    h = rule.head.args
-    if not all(isinstance(t, str) for t in h + tuple(t for a in rec for t in a.args)):
-        return None
-    if len(rec) == 2 and len(rule.body) == 2 and not rule.compares and not rule.negated:
-        (a1, b1), (a2, b2) = rec[0].args, rec[1].args
-        if b1 == a2 and (a1, b2) == h and len({a1, b1, b2}) == 3:
-            return "trans"
-        if b2 == a1 and (a2, b1) == h and len({a2, a1, b1}) == 3:
-            return "trans"
-        return None
-    if len(rec) != 1 or len(set(h)) != 2:
-        return None
-    (u, v), (x, z) = rec[0].args, h
-    rest = [a for a in rule.body if a is not rec[0]]
-    rest_vars = {t for a in rest + list(rule.negated) for t in a.vars()}
-    rest_vars |= {t for c in rule.compares for t in c[1:] if isinstance(t, str)}
-    if u == x and v != z and v != x and x not in rest_vars:
-        return "left"
-    if v == z and u != x and u != z and z not in rest_vars:
-        return "right"
-    return None
-
-
 def chain_rules(p: str, rules: list[Rule], side: int, helper: str) -> list[Rule] | None:
     """The rules of the binary relation `p` linearized to keep position `side` (0 or 1) fixed, with the
     helper relation named `helper` (T above), or None when some rule is not a chain rule, every recursive
     rule already keeps the position fixed, or a rewritten rule would not be safe with that position bound."""
-    kinds = [_classify(p, r) for r in rules]
+    kinds = [classify(p, r) for r in rules]
     if None in kinds or all(k in ("exit", ("left", "right")[side]) for k in kinds):
         return None  # not chain rules, or they already keep the position fixed: plain magic sets do it
     s, y = "%s", "%y"  # fresh variables (no identifier of the language starts with %)

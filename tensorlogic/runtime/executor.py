@@ -516,10 +516,12 @@ class Executor:
     def semi_naive(self, st: Stratum, bind: dict[int, dict] | None = None) -> None:
         """Least fixpoint of a relational stratum (see runtime/seminaive.py); `bind` fixes or restricts
         variables per equation id (a query's constants or magic sets, runtime/demand.py)."""
-        full, rounds, derived = seminaive.semi_naive(self, st, bind)
+        notes: list[str] = []  # "linearized: ..." (runtime/linearize.py)
+        full, rounds, derived = seminaive.semi_naive(self, st, bind, notes)
         for t in st.tensors:
             self.values[t] = full[t]
-        self.report.strata.append(StratumReport(st.tensors, "semi-naive", rounds, "fixpoint", derived=derived))
+        kind = "semi-naive" + "".join(f" ({n})" for n in notes)
+        self.report.strata.append(StratumReport(st.tensors, kind, rounds, "fixpoint", derived=derived))
 
     def iterate(self, st: Stratum) -> None:
         """Iterate X <- data + F(X) to a fixpoint, a tolerance, or the iteration limit.

@@ -13,7 +13,11 @@ the tuples produced by rule bodies before known facts were removed (the work a q
 see `runtime/demand.py`).
 
 A stratum of chain rules (one binary relation, linear rules whose atoms form a path) continues after round 1
-on the fast path of `runtime/chains.py`.
+on the fast path of `runtime/chains.py`. A stratum of one binary relation whose rules are exit, left-linear
+(or right-linear) and transitivity rules (`Reach(x,z) <- Reach(x,y), Reach(y,z)`) is linearized first
+(`runtime/linearize.py`): the transitivity rule becomes `Reach(x,z) <- Reach(x,y), B'(y,z)`, B' the given
+facts plus the exit rules' results, and the whole fixpoint runs on the fast path; its rounds are those of
+the linear program, and the report says `linearized` (`LINEARIZE = False` or `TL_LINEARIZE=0` turns it off).
 
 Join orders are planned once per fixpoint: each rule variant (a rule with one atom read as the delta) takes
 the planner's greedy order (`join_project`, by estimated output sizes) in its first delta round, and later
@@ -23,6 +27,7 @@ bitmap (`_Seen`) when the kernels are loaded: a round's new facts are its derive
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -33,17 +38,24 @@ from ..ir.graph import Stratum
 from ..ir.nodes import Read, reads
 from . import chain_kernels, relational
 from .chains import run_chains
+from .demand import rule_of
+from .linearize import full_linearization
 
 if TYPE_CHECKING:
     from .executor import Executor
 
+# Evaluate a one-relation stratum with the transitivity rule as its linear equivalent on the chain fast path
+# (runtime/linearize.py); False (or TL_LINEARIZE=0) runs the general loop instead.
+LINEARIZE = True
 
-def semi_naive(ex: Executor, st: Stratum, bind: dict[int, dict] | None = None) -> tuple[dict[str, Relation],
-                                                                                         int, int]:
+
+def semi_naive(ex: Executor, st: Stratum, bind: dict[int, dict] | None = None, notes: list[str] | None = None
+               ) -> tuple[dict[str, Relation], int, int]:
     """Least fixpoint of the relational stratum `st`: (relation per tensor, rounds, derived tuples).
 
     `bind` maps an equation id to variable bindings for `relational.evaluate` (a query's constants, or magic
-    sets restricting variables)."""
+    sets restricting variables). `notes` (when given) gets a line for the report when the stratum was
+    linearized."""
     names = set(st.tensors)
     outside = {a.tensor: ex.relation(a.tensor) for e in st.equations for a in reads(e.rhs)
                if a.tensor not in names}  # converted once, not once per round
@@ -53,6 +65,10 @@ def semi_naive(ex: Executor, st: Stratum, bind: dict[int, dict] | None = None) -
         full[t] = v if isinstance(v, Relation) else Relation.from_dense(v)
     forms = [ex.forms[e.id] for e in st.equations]
     bind = bind or {}
+    if len(st.tensors) == 1 and not bind and _linearize_enabled():
+        done = _linearized(ex, st, full, outside, notes)
+        if done is not None:
+            return done
     derived = 0
 
     def empty(t: str) -> Relation:
@@ -110,6 +126,39 @@ def semi_naive(ex: Executor, st: Stratum, bind: dict[int, dict] | None = None) -
         for t in st.tensors:
             full[t] = full[t].union(delta[t])
     return full, rounds, derived
+
+
+def _linearize_enabled() -> bool:
+    return LINEARIZE and os.environ.get("TL_LINEARIZE", "").strip() != "0"
+
+
+def _linearized(ex: Executor, st: Stratum, full: dict[str, Relation], outside: dict[str, Relation],
+                notes: list[str] | None) -> tuple[dict[str, Relation], int, int] | None:
+    """The fixpoint of a one-relation stratum with the transitivity rule, evaluated as the equivalent linear
+    program on the chain fast path (`runtime/linearize.py`), or None when that does not apply (the caller
+    runs the general loop). Round 1 is B': the given facts plus the exit rules' results; the rounds counted
+    are those of the linear program (a chain of N nodes: N - 1, where the general loop takes about log2 N)."""
+    t = st.tensors[0]
+    if len(full[t].shape) != 2:
+        return None
+    forms = [ex.forms[e.id] for e in st.equations]
+    lin = full_linearization(t, [rule_of(f) for f in forms])
+    if lin is None:
+        return None
+    base, derived = full[t], 0
+    for i in lin.exits:
+        new = ex.eval_relational(forms[i], lambda r: outside[r.tensor])
+        derived += len(new)
+        base = base.union(new.difference(base))
+    if len(base) == 0:
+        return {t: base}, 0, derived  # nothing to start from: the linear rules derive nothing either
+    done = run_chains(ex, st, base, base, outside, 1, lin, base)
+    if done is None:
+        return None
+    if notes is not None:
+        notes.append(lin.describe())
+    rel, rounds, more = done
+    return {t: rel}, rounds, derived + more
 
 
 class _Seen:
