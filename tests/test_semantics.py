@@ -363,3 +363,23 @@ def test_npy_read_and_write(tmp_path):
     np.testing.assert_allclose(prog["A"], arr)
     np.testing.assert_allclose(prog["B"], arr.sum(1))
     np.testing.assert_allclose(np.load(tmp_path / "b.npy"), arr.sum(1))
+
+
+@pytest.mark.parametrize(("src", "query", "axes"), [
+    ("Edge(A, B)\nCount[x] = Edge(x, y)\n", "Count?", ("x",)),
+    ("X = [[1, 2], [3, 4]]\nK[i, i'] = X[i, j] X[i', j]\n", "K?", ("i", "i'")),
+    ("X = [[1, 2], [3, 4]]\n", "X?", ("i1", "i2")),
+    ("V = [1, 2]\n", "V?", ("i",)),
+    ("X = [[1, 2], [3, 4]]\nD[i, i] = X[i, i]\n", "D?", ("i1", "i2")),  # one name for two axes: generic
+    ("X = [[1, 2], [3, 4]]\nE[n, 0, d] = X[n, d]\nE[n, l + 1, d] = E[n, l, d]\n", "E?", ("n", "i2", "d")),
+    ("X = [[1, 2], [3, 4]]\nS[i2, i] = X[i, i2]\nS[a, b] = X[a, b]\n", "S?", ("i2", "i")),
+])
+def test_whole_tensor_queries_name_their_axes_after_the_equations(src, query, axes):
+    from tensorlogic.analysis.program import analyze_query
+    from tensorlogic.syntax.parser import parse_expression
+
+    prog = tl.Program(src + query + "\n")
+    prog.run()
+    assert prog.answers[0].ir.free == axes
+    later = analyze_query(prog.analyzed, parse_expression(query[:-1], "<query>"), query[:-1])
+    assert later.free == axes  # a query typed later (REPL, prog.query) names them the same way

@@ -183,11 +183,9 @@ class _Analyzer:
         for q in self.low.queries:
             if isinstance(q.expr, Read) and not q.expr.pos and arity.get(q.expr.tensor, 0) > 0:
                 n = arity[q.expr.tensor]
-                vk = virtual.get(q.expr.tensor)
-                stored = n - (vk is not None)
-                q.expr.pos = tuple(Pos(IConst(0), virtual=True) if k == vk else
-                                   Pos(IVar(f"i{k + 1 - (vk is not None and k > vk)}" if stored > 1 else "i"))
-                                   for k in range(n))
+                names = iter(axis_names(self.low.equations, q.expr.tensor, n, virtual.get(q.expr.tensor)))
+                q.expr.pos = tuple(Pos(IConst(0), virtual=True) if k == virtual.get(q.expr.tensor) else
+                                   Pos(IVar(next(names))) for k in range(n))
                 q.free = tuple(p.expr.name for p in q.expr.pos if isinstance(p.expr, IVar))
 
     def collect_names(self) -> None:
@@ -528,7 +526,31 @@ def analyze(low: Lowered, inputs: dict[str, Any] | None = None, base_dir: str | 
     return _Analyzer(low, dict(inputs or {}), base_dir).run()
 
 
-__all__ = ["analyze", "Analyzed", "TensorInfo", "ix_str"]
+__all__ = ["analyze", "Analyzed", "TensorInfo", "axis_names", "ix_str"]
+
+
+def axis_names(equations: list, tensor: str, arity: int, virtual_axis: int | None) -> list[str]:
+    """Names for the stored axes of `tensor` when a query asks for all of it (`C?`): the index variables its
+    equations' left sides use at each position (`Count[x] = ...` shows a column `x`), else `i` (one axis) or
+    `i1`, `i2`, ... (the k-th axis), never the same name twice."""
+    stored = [k for k in range(arity) if k != virtual_axis]
+    found: dict[int, str] = {}
+    for eq in equations:
+        if eq.lhs != tensor or len(eq.lhs_pos) != arity:
+            continue
+        for k in stored:
+            e = eq.lhs_pos[k].expr
+            if k not in found and isinstance(e, IVar) and not eq.lhs_pos[k].virtual:
+                found[k] = e.name
+    names: list[str] = []
+    for j, k in enumerate(stored):
+        name = found.get(k)
+        if name is None or name in names or list(found.values()).count(name) > 1:
+            name = "i" if len(stored) == 1 else f"i{j + 1}"
+            while name in names or name in found.values():
+                name += "'"
+        names.append(name)
+    return names
 
 
 def analyze_query(prog: Analyzed, expr: ast.Expr, text: str, functions: set[str] | None = None) -> QueryIR:
@@ -539,8 +561,7 @@ def analyze_query(prog: Analyzed, expr: ast.Expr, text: str, functions: set[str]
     q = lower_query(expr, text, getattr(expr, "span", None), set(functions or ()))
     if isinstance(q.expr, Read) and not q.expr.pos and q.expr.tensor in prog.tensors:
         t = prog.tensors[q.expr.tensor]  # a bare name asks for the whole tensor
-        stored = t.arity - (t.virtual_axis is not None)
-        names = iter(["i"] if stored == 1 else [f"i{k + 1}" for k in range(stored)])
+        names = iter(axis_names(prog.equations, q.expr.tensor, t.arity, t.virtual_axis))
         q.expr.pos = tuple(Pos(IConst(0), virtual=True) if k == t.virtual_axis else Pos(IVar(next(names)))
                            for k in range(t.arity))
         q.free = tuple(p.expr.name for p in q.expr.pos if isinstance(p.expr, IVar))
