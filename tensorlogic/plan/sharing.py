@@ -42,6 +42,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from ..analysis.data import TupleSet
 from ..ir.graph import strata
 from ..ir.nodes import Equation, IVar, Join, Node, Pos, Read, Reduce, equation_str, expr_str, free_vars, node_vars, walk
 from .program import cached_plan_join
@@ -159,12 +160,14 @@ def share_subjoins(prog):
 # --------------------------------------------------------------------------------------------- finding
 
 
-def _plain(r: Node, tensors) -> bool:
+def _plain(r: Node, tensors, data: dict) -> bool:
     if not isinstance(r, Read) or not r.pos:
         return False
     t = tensors.get(r.tensor)
     if t is None or t.boolean or t.sparse or t.virtual_axis is not None:
         return False
+    if isinstance(data.get(r.tensor), TupleSet):  # tuples (weighted facts, files): may be stored sparse, and a
+        return False  # dense temporary of a sparse product could be far larger than the work it saves
     return all(isinstance(p.expr, IVar) and not p.virtual and not p.normalized for p in r.pos)
 
 
@@ -190,7 +193,7 @@ def _sites(equations: list[Equation], tensors, prog) -> list[_Site]:
                 join, red = m, None
             else:
                 continue
-            plain = tuple(x for x, f in enumerate(join.factors) if not join.divides[x] and _plain(f, tensors)
+            plain = tuple(x for x, f in enumerate(join.factors) if not join.divides[x] and _plain(f, tensors, prog.data)
                           and all(v in eq.ranges and eq.ranges[v][0] == 0 for v in _vars(f)))
             if len(join.factors) < 2 or len(plain) < 2:
                 continue
