@@ -26,6 +26,7 @@ from ..ir.nodes import (
     walk,
 )
 from .contract import ContractionPlan, plan_join
+from .memory import relation_bound, run_targets, simulate
 
 BYTES_PER_ELEMENT = 8  # float64 dense values
 BYTES_PER_TUPLE_COLUMN = 8  # int64 relation columns
@@ -80,6 +81,7 @@ class EquationPlan:
     flops: int
     largest_intermediate: int  # elements (dense) or estimated tuples (relational)
     output_bytes: int
+    fresh_bytes: int | None = None  # its result's fresh array (None: output_bytes; 0: added in place)
 
     @property
     def text(self) -> str:
@@ -89,10 +91,27 @@ class EquationPlan:
 @dataclass
 class StratumPlan:
     tensors: list[str]
-    kind: str  # "once" | "semi-naive" | "iterate" | "loop"
+    kind: str  # "once" | "semi-naive" | "layered" | "iterate" | "loop"
     equations: list[EquationPlan]
+    relations_held: bool = False  # its heads are held as relations (Boolean rules), not dense arrays
     live_bytes: int = 0  # tensors live while it runs (inputs, its outputs and everything still needed)
-    peak_bytes: int = 0  # live_bytes plus its largest transient intermediate
+    peak_bytes: int = 0  # live_bytes plus its largest transient (`stratum_transient`)
+
+
+def equation_transient(e: EquationPlan) -> int:
+    """Bytes the executor counts beyond what is live while it evaluates `e`: its joins' largest pairwise product
+    (a sliced join's workspace) plus the fresh array its result is scattered into (plan/memory.py)."""
+    pair = max([j.largest_intermediate for j in e.joins if j.contraction is not None and len(j.inputs) >= 2] + [0])
+    return BYTES_PER_ELEMENT * pair + (e.output_bytes if e.fresh_bytes is None else e.fresh_bytes)
+
+
+def stratum_transient(st: StratumPlan) -> int:
+    """The largest `equation_transient` of a stratum; none for Boolean rules held as relations (their result
+    is what is live: its bound, plan/memory.py)."""
+    if st.kind == "semi-naive" or (st.kind == "once" and st.equations and all(
+            e.kind == "relational" for e in st.equations) and st.relations_held):
+        return 0
+    return max((equation_transient(e) for e in st.equations), default=0)
 
 
 @dataclass
@@ -149,8 +168,13 @@ def tensor_bytes(prog, name: str) -> int:
     return dense
 
 
-def plan_equation(prog, eq: Equation, relational: bool, effort: str = "fast") -> EquationPlan:
+def plan_equation(prog, eq: Equation, relational: bool, effort: str = "fast", layer_var: str | None = None
+                  ) -> EquationPlan:
+    """One equation's joins; with `layer_var` (a layered recursion, runtime/layered.py) as one layer of it is
+    evaluated: that variable fixed to one value."""
     sizes = {v: hi - lo for v, (lo, hi) in eq.ranges.items()}
+    if layer_var is not None and layer_var in sizes:
+        sizes[layer_var] = min(1, sizes[layer_var])
     t = prog.tensors[eq.lhs]
     out_bytes = _prod(t.storage_shape) * BYTES_PER_ELEMENT
     joins: list[JoinPlan] = []
@@ -187,6 +211,21 @@ def _under_reduce(eq: Equation, target: Join) -> bool:
     return any(isinstance(m, Reduce) and m.operand is target for m in walk(eq.rhs))
 
 
+def _head_bytes(sizes: dict[str, int], heads: list[str]) -> list[int]:
+    return [sizes[t] for t in heads] or [0]
+
+
+def _layer_vars(st: Stratum, prog) -> dict[int, str | None] | None:
+    """A layered recursion's layer variable per equation id (runtime/layered.py), or None when the executor
+    iterates the stratum instead."""
+    from ..runtime.layered import layer_schedule
+
+    sched = layer_schedule(st, prog.tensors, lambda n: prog.tensors[n].boolean)
+    if sched is None:
+        return None
+    return {step.equation.id: step.var for steps in sched.steps.values() for step in steps}
+
+
 def _kind(st: Stratum, relational: dict[int, bool], prog) -> str:
     if any(e.virtual_var is not None for e in st.equations):
         return "loop"
@@ -204,30 +243,54 @@ def plan_program(prog, relational: dict[int, bool], needed: set[str] | None = No
     `relational[eq.id]` says whether the runtime runs that equation as a sparse relational join (the
     runtime's `relational_form` decides; the planner only records it).
     """
-    sts = strata(prog.equations, needed)
     sizes = {name: tensor_bytes(prog, name) for name in prog.tensors}
     keep = {r.tensor for q in prog.queries for r in reads(q.expr)} | {w.tensor for w in prog.writes}
     if needed is not None:
         keep |= set(needed)
+    targets = run_targets(prog)
+    if needed is not None and set(needed) != {t for tg in targets if tg for t in tg}:
+        targets = [set(needed)]  # a run of these tensors only (the REPL's plan of one tensor)
+    kinds = {}
+    for st in strata(prog.equations, None if targets == [None] else {t for tg in targets for t in tg}):
+        kinds[frozenset(st.tensors)] = _kind(st, relational, prog)
+        if kinds[frozenset(st.tensors)] == "semi-naive" or (kinds[frozenset(st.tensors)] == "once" and all(
+                relational.get(e.id) for e in st.equations)):
+            for name in st.tensors:  # held as a relation: at most every cell a tuple (plan/memory.py)
+                t = prog.tensors[name]
+                if t.boolean and t.sparse is not False:
+                    sizes[name] = relation_bound(t.storage_shape)
+    run, run_lives, run_outs = simulate(prog, sizes.__getitem__, targets)
+    measured = {frozenset(st.tensors): (lv, o) for st, lv, o in zip(run, run_lives, run_outs)}
+    # the strata in dependency order (plan/remat_graph.py reads them so); each with what is live when the
+    # run (query by query) evaluates it
+    sts = strata(prog.equations, needed)
+    fallback = sum(sizes.values())  # (a stratum the replay does not reach: everything, a bound)
+    lives = [measured.get(frozenset(st.tensors), (fallback, 0))[0] for st in sts]
+    outs = [measured.get(frozenset(st.tensors), (fallback, 0))[1] for st in sts]
     last_use: dict[str, int] = {}
     for k, st in enumerate(sts):
         for e in st.equations:
             for r in reads(e.rhs):
                 last_use[r.tensor] = k
     plans: list[StratumPlan] = []
-    computed_by = {t: k for k, st in enumerate(sts) for t in st.tensors}
-    for k, st in enumerate(sts):
-        eqs = [plan_equation(prog, e, bool(relational.get(e.id)), effort) for e in st.equations]
-        live = 0
-        for name, nbytes in sizes.items():
-            born = computed_by.get(name, -1)  # data and inputs are live from the start
-            if born > k:
-                continue
-            dies = last_use.get(name, born)
-            if name in keep or name in st.tensors or dies >= k or born == -1:  # data is never freed
-                live += nbytes
-        transient = max([e.largest_intermediate * BYTES_PER_ELEMENT for e in eqs if e.kind == "dense"] + [0])
-        plans.append(StratumPlan(st.tensors, _kind(st, relational, prog), eqs, live, live + transient))
+    for st, live, out in zip(sts, lives, outs):
+        kind = kinds.get(frozenset(st.tensors)) or _kind(st, relational, prog)
+        layers = _layer_vars(st, prog) if kind == "iterate" else None
+        if layers is not None:  # layer by layer: one layer's joins; a `+` step adds into its head in place
+            kind = "layered"
+            eqs = [plan_equation(prog, e, bool(relational.get(e.id)), effort, layers.get(e.id)) for e in st.equations]
+            for ep in eqs:
+                if ep.equation.op == "+":
+                    ep.fresh_bytes = 0
+        else:
+            eqs = [plan_equation(prog, e, bool(relational.get(e.id)), effort) for e in st.equations]
+        sp = StratumPlan(st.tensors, kind, eqs)
+        sp.relations_held = all(prog.tensors[t].boolean and prog.tensors[t].sparse is not False for t in st.tensors)
+        sp.live_bytes = live + out  # (recursion and loops hold their outputs while they run)
+        if kind == "once" and stratum_transient(sp):  # its heads are made fresh, one after another
+            sp.live_bytes = live + out - max(_head_bytes(sizes, st.tensors))
+        sp.peak_bytes = live + stratum_transient(sp)
+        plans.append(sp)
     relations = _relations(prog, plans)
     from ..backends.sparse_numeric import data_form
 

@@ -340,19 +340,22 @@ def _out_elements(e: Any) -> int:
 
 def fit_program(plan: Any, budget: int) -> BudgetFit:
     """Slice the joins of a `ProgramPlan` (plan/program.py) whose intermediates do not fit in what the
-    budget leaves beside the tensors live in their stratum; updates the plan in place (each sliced join's
+    budget leaves beside the tensors live in their stratum and the equation's fresh result (what the
+    executor's `join_limit` leaves, runtime/executor.py); updates the plan in place (each sliced join's
     contraction, flops and workspace; each stratum's peak) and says what it did. A join that cannot fit is
     sliced as far as slicing goes; when the peak still exceeds the budget, `least_budget` is the smallest
     budget slicing could meet (every join at its least workspace)."""
+    from .program import stratum_transient
+
     done: list[tuple[int, str, SlicedJoin]] = []
     for k, st in enumerate(plan.strata):
-        room = (budget - st.live_bytes) // 8
         for e in st.equations:
             if e.kind != "dense":
                 continue
+            room = (budget - st.live_bytes - e.output_bytes) // 8
             sizes = {v: hi - lo for v, (lo, hi) in e.equation.ranges.items()}
             for j in e.joins:
-                if j.contraction is None or j.largest_intermediate <= room:
+                if j.contraction is None or len(j.inputs) < 2 or j.largest_intermediate <= room:
                     continue
                 try:
                     sj = slice_join(j.inputs, j.output, sizes, max(room, 0))
@@ -364,8 +367,7 @@ def fit_program(plan: Any, budget: int) -> BudgetFit:
                 done.append((k, e.text, sj))
             e.flops = sum(j.flops for j in e.joins) or e.flops
             e.largest_intermediate = max([j.largest_intermediate for j in e.joins] + [_out_elements(e)])
-        st.peak_bytes = st.live_bytes + 8 * max([e.largest_intermediate for e in st.equations if e.kind == "dense"]
-                                                + [0])
+        st.peak_bytes = st.live_bytes + stratum_transient(st)
     fit = BudgetFit(budget, done, plan.peak_bytes <= budget)
     if not fit.fits:
         fit.least_budget = least_program_budget(plan)
@@ -394,5 +396,20 @@ def least_stratum_workspace(st: Any) -> tuple[int, list[SlicedJoin]]:
 
 
 def least_program_budget(plan: Any) -> int:
-    """The smallest budget (bytes) a program's plan fits in when every join is sliced as far as it goes."""
-    return max((st.live_bytes + 8 * least_stratum_workspace(st)[0] for st in plan.strata), default=0)
+    """The smallest budget (bytes) a program's plan fits in when every join is sliced as far as it goes: per
+    stratum, what is live plus the largest equation's least workspace and fresh result."""
+    from .program import equation_transient, stratum_transient
+
+    most = 0
+    for st in plan.strata:
+        need = stratum_transient(st)
+        if need:
+            need = 0
+            for e in st.equations:
+                sizes = {v: hi - lo for v, (lo, hi) in e.equation.ranges.items()}
+                work = max([least_workspace(j.inputs, j.output, sizes).workspace for j in e.joins
+                            if j.contraction is not None and len(j.inputs) >= 2 and e.kind == "dense"] + [0])
+                fresh = e.output_bytes if e.fresh_bytes is None else e.fresh_bytes
+                need = max(need, min(equation_transient(e), 8 * work + fresh))
+        most = max(most, st.live_bytes + need)
+    return most

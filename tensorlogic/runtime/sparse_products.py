@@ -170,6 +170,8 @@ def _matricised_product(ev: Any, f: Read, src: Any, g: Any, kept: tuple[str, ...
     if int(np.prod([sizes[p] for p in rows], dtype=object)) >= _KEY_LIMIT or \
             int(np.prod([sizes[p] for p in cols], dtype=object)) >= _KEY_LIMIT:
         return None
+    if isinstance(g, Join) and _outer_blowup(ev, f, g, kept, against):
+        return None  # the rest would be multiplied out beyond its factors and the result: the dense join plans it
     x = ev.eval(g)
     if any(v not in x.vars for v in against) or any(v in x.vars for v in kept):
         return None
@@ -179,6 +181,23 @@ def _matricised_product(ev: Any, f: Read, src: Any, g: Any, kept: tuple[str, ...
     prod = ev.backend.sparse_matmul(mat, arr.reshape(mat.shape[1], -1))
     shape = tuple(sizes[p] for p in rows) + tuple(arr.shape[len(against):])
     return Labeled(prod.reshape(shape), kept + rest)
+
+
+def _outer_blowup(ev: Any, f: Read, g: Join, kept: tuple[str, ...], against: tuple[str, ...]) -> bool:
+    """The rest `g` of a matricised product has more cells than each of its factors and than the product's
+    result (`Emb[x,i] Emb[y,j]` for `Parent(x,y) Emb[x,i] Emb[y,j]`): an outer product the planner's order avoids
+    (plan/program.py predicts the dense join's intermediates, docs/planner.md), while the sparse read made dense
+    would be smaller than that outer product."""
+    def cells(vs) -> int:
+        out = 1
+        for v in vs:
+            lo, hi = ev.ranges.get(v, (0, 1))
+            out *= hi - lo
+        return out
+    gv = free_vars(g)
+    result = tuple(kept) + tuple(v for v in gv if v not in against)
+    big = cells(gv)
+    return big > max([cells(result)] + [cells(free_vars(x)) for x in g.factors]) and cells(free_vars(f)) < big
 
 
 _MATS: dict[tuple, tuple] = {}  # (id(matrix), rows, cols) -> (matrix, its matricised view)
