@@ -161,7 +161,9 @@ def tensor_bytes(prog, name: str) -> int:
     data = prog.data.get(name)
     dense = _prod(t.storage_shape) * BYTES_PER_ELEMENT
     if isinstance(data, TupleSet) and data.weights is None and t.sparse is not False and not t.has_equations:
-        return min(dense, len(data.ids) * max(1, len(t.storage_shape)) * BYTES_PER_TUPLE_COLUMN)
+        # as Executor._make_initial stores it: int64 rows and an int64 key per tuple, or dense when not smaller
+        rel = len(data.ids) * (len(t.storage_shape) + 1) * BYTES_PER_TUPLE_COLUMN
+        return rel if t.sparse or rel < dense else dense
     if data is not None and not t.boolean and (t.sparse or isinstance(data, TupleSet)):
         form, _, nbytes = data_form(t, data)
         return nbytes if form == "sparse COO" else dense
@@ -282,6 +284,8 @@ def plan_program(prog, relational: dict[int, bool], needed: set[str] | None = No
             for ep in eqs:
                 if ep.equation.op == "+":
                     ep.fresh_bytes = 0
+        elif kind == "loop":  # one step of the virtual index at a time (Executor.run_loop)
+            eqs = [plan_equation(prog, e, bool(relational.get(e.id)), effort, e.virtual_var) for e in st.equations]
         else:
             eqs = [plan_equation(prog, e, bool(relational.get(e.id)), effort) for e in st.equations]
         sp = StratumPlan(st.tensors, kind, eqs)
@@ -289,7 +293,7 @@ def plan_program(prog, relational: dict[int, bool], needed: set[str] | None = No
         sp.live_bytes = live + out  # (recursion and loops hold their outputs while they run)
         if kind == "once" and stratum_transient(sp):  # its heads are made fresh, one after another
             sp.live_bytes = live + out - max(_head_bytes(sizes, st.tensors))
-        sp.peak_bytes = live + stratum_transient(sp)
+        sp.peak_bytes = sp.live_bytes + stratum_transient(sp)
         plans.append(sp)
     relations = _relations(prog, plans)
     from ..backends.sparse_numeric import data_form
