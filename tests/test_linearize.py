@@ -199,6 +199,40 @@ def test_a_longer_left_rule_mixed_with_transitivity_against_a_naive_fixpoint(rou
     assert report(prog).kind == LINEARIZED
 
 
+@st.composite
+def linear_rules(draw):
+    """A left-linear rule `Reach(v0, vk) <- Reach(v0, v1), A2, ..., Ak` (or its right-linear mirror) whose other
+    atoms form a path through Edge and F, each in a random orientation: (source text, naive rule)."""
+    length = draw(st.integers(1, 3))
+    vs = [f"v{i}" for i in range(length + 2)]
+    right = draw(st.booleans())
+    steps = [(draw(st.sampled_from(["Edge", "F"])), draw(st.booleans())) for _ in range(length)]
+    if right:  # L path from v0 to v(k), then Reach(vk, vk+1)
+        atoms = [(r, (vs[i], vs[i + 1]) if fwd else (vs[i + 1], vs[i])) for i, (r, fwd) in enumerate(steps)]
+        atoms.append(("Reach", (vs[length], vs[length + 1])))
+    else:  # Reach(v0, v1), then an R path from v1 to v(k+1)
+        atoms = [("Reach", (vs[0], vs[1]))]
+        atoms += [(r, (vs[i + 1], vs[i + 2]) if fwd else (vs[i + 2], vs[i + 1])) for i, (r, fwd) in enumerate(steps)]
+    order = draw(st.permutations(atoms))
+    text = f"Reach({vs[0]},{vs[-1]}) <- " + ", ".join(f"{r}({a},{b})" for r, (a, b) in order) + ".\n"
+    return text, ((vs[0], vs[-1]), list(atoms), []), right
+
+
+@SETTINGS
+@given(linear_rules(), graphs(8), graphs(8), st.booleans())
+def test_random_linear_rules_with_transitivity_match_a_naive_fixpoint(rule, edges, f_edges, trans_first):
+    text, naive_rule, right = rule
+    n = max(max(max(e) for e in edges), max(max(e) for e in f_edges)) + 1
+    rules = [(("x", "y"), [("Edge", ("x", "y"))], []), naive_rule,
+             (("x", "z"), [("Reach", ("x", "y")), ("Reach", ("y", "z"))], [])]
+    want = naive(rules, {"Edge": set(edges), "F": set(f_edges)})
+    body = TRANS + EXIT + text if trans_first else EXIT + text + TRANS
+    p = tl.Program(f"domain N: {n}\ntensor Edge(N, N)\ntensor F(N, N)\n" + body)
+    p.analyze(Edge=edges, F=f_edges)
+    assert set(map(tuple, p.query("Reach(x, y)"))) == want, body
+    assert report(p).kind == LINEARIZED.replace("left", "right" if right else "left")
+
+
 @pytest.mark.parametrize("extra, rule, linearized", [
     (LEFT + RIGHT, None, False),  # both sides and transitivity: would need a helper relation
     ("Reach(x,z) <- Reach(x,y), Edge(y,z), y != z.\n", ("!=", "y", "z"), False),  # not a chain: general loop
