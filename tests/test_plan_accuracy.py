@@ -147,3 +147,27 @@ def test_a_sparse_relation_times_embeddings_is_not_multiplied_out(monkeypatch):
     for a, b in [(0, 1), (1, 2), (1, 3), (2, 4), (3, 5)]:
         parent[a, b] = 1
     np.testing.assert_allclose(prog["EmbParent"], emb.T @ parent @ emb, atol=1e-12)
+
+
+def test_a_layered_join_sliced_at_the_least_budget_stays_under_it():
+    # one layer's 4-factor join has a (b,c) or (b,a) intermediate of 20*20 floats; at the least budget the plan
+    # names (its joins sliced per layer) the executor slices each layer's join and its count stays under it
+    src = ("tensor A[3, 20, 20]\ntensor B[20, 20]\ntensor C[20, 20]\ntensor Init[20]\nX[0, a] = Init[a]\n"
+           "X[i, a] = sig(X[i-1, b] A[i, b, c] B[c, a] C[b, a])\nX?\n")
+    rng = np.random.default_rng(0)
+    d = dict(A=rng.random((3, 20, 20)) / 20, B=rng.random((20, 20)), C=rng.random((20, 20)), Init=rng.random(20))
+    prog = tl.Program(src)
+    prog.analyze(**d)
+    unsliced = prog.plan().peak_bytes
+    fit = prog.plan(1).slicing
+    least = fit.least_budget
+    held = (3 * 20 * 20 + 2 * 20 * 20 + 20 + 3 * 20) * F  # A, B, C, Init and X
+    assert held < least < unsliced == held + 20 * 20 * F
+    run = tl.Program(src)
+    run.run(memory_budget=least, **d)
+    assert run.executor.peak_bytes <= least
+    x = np.zeros((3, 20))
+    x[0] = d["Init"]
+    for i in range(1, 3):
+        x[i] = 1 / (1 + np.exp(-np.einsum("b,bc,ca,ba->a", x[i - 1], d["A"][i], d["B"], d["C"])))
+    np.testing.assert_allclose(run["X"], x, rtol=1e-12)

@@ -82,6 +82,7 @@ class EquationPlan:
     largest_intermediate: int  # elements (dense) or estimated tuples (relational)
     output_bytes: int
     fresh_bytes: int | None = None  # its result's fresh array (None: output_bytes; 0: added in place)
+    sizes: dict[str, int] = field(default_factory=dict)  # index sizes as evaluated (a layer or a step: one value)
 
     @property
     def text(self) -> str:
@@ -191,7 +192,7 @@ def plan_equation(prog, eq: Equation, relational: bool, effort: str = "fast", la
         head = tuple(v for v in eq.lhs_vars())
         cp = cached_plan_join([i for i in inputs if i] or [()], head if inputs else (), sizes) if inputs else None
         joins.append(JoinPlan("sparse", inputs, head, cp.flops if cp else 0, est, cp, est))
-        return EquationPlan(eq, "relational", joins, joins[0].flops, est, out_bytes)
+        return EquationPlan(eq, "relational", joins, joins[0].flops, est, out_bytes, sizes=sizes)
     for m in walk(eq.rhs):
         if isinstance(m, Reduce) and isinstance(m.operand, Join) or (isinstance(m, Join) and not _under_reduce(eq, m)):
             join = m.operand if isinstance(m, Reduce) else m
@@ -206,7 +207,7 @@ def plan_equation(prog, eq: Equation, relational: bool, effort: str = "fast", la
             joins.append(JoinPlan("dense", inputs, out, cp.flops, cp.largest_intermediate, cp))
     flops = sum(j.flops for j in joins) or _prod(sizes.values())
     largest = max([j.largest_intermediate for j in joins] + [_prod(t.storage_shape)])
-    return EquationPlan(eq, "dense", joins, flops, largest, out_bytes)
+    return EquationPlan(eq, "dense", joins, flops, largest, out_bytes, sizes=sizes)
 
 
 def _under_reduce(eq: Equation, target: Join) -> bool:

@@ -353,7 +353,7 @@ def fit_program(plan: Any, budget: int) -> BudgetFit:
             if e.kind != "dense":
                 continue
             room = (budget - st.live_bytes - e.output_bytes) // 8
-            sizes = {v: hi - lo for v, (lo, hi) in e.equation.ranges.items()}
+            sizes = e.sizes or {v: hi - lo for v, (lo, hi) in e.equation.ranges.items()}
             for j in e.joins:
                 if j.contraction is None or len(j.inputs) < 2 or j.largest_intermediate <= room:
                     continue
@@ -382,7 +382,7 @@ def least_stratum_workspace(st: Any) -> tuple[int, list[SlicedJoin]]:
     for e in st.equations:
         if e.kind != "dense":
             continue
-        sizes = {v: hi - lo for v, (lo, hi) in e.equation.ranges.items()}
+        sizes = e.sizes or {v: hi - lo for v, (lo, hi) in e.equation.ranges.items()}
         need = _out_elements(e)
         for j in e.joins:
             if j.contraction is None:
@@ -406,7 +406,7 @@ def least_program_budget(plan: Any) -> int:
         if need:
             need = 0
             for e in st.equations:
-                sizes = {v: hi - lo for v, (lo, hi) in e.equation.ranges.items()}
+                sizes = e.sizes or {v: hi - lo for v, (lo, hi) in e.equation.ranges.items()}
                 work = max([least_workspace(j.inputs, j.output, sizes).workspace for j in e.joins
                             if j.contraction is not None and len(j.inputs) >= 2 and e.kind == "dense"] + [0])
                 fresh = e.output_bytes if e.fresh_bytes is None else e.fresh_bytes

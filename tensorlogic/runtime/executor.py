@@ -424,6 +424,8 @@ class Executor:
         ev = DenseEvaluator(self.backend, read, rng, self.functions, eq)
         ev.prefer = lhs_vars
         if self.memory_budget is not None:  # what a join may use: the budget less what is live and the result
+            for r in reads(eq.rhs):  # its inputs first (a value appears when first read): the limit counts them
+                self.values[r.tensor]  # noqa: B018
             ev.join_limit = self.memory_budget - self.live_bytes() - (0 if into is not None else _nbytes_of(shape))
         if read == self.read_current:  # reads see stored values: identical sub-joins can be shared
             ev.cache, ev.versions = self.join_cache, self.values.version
