@@ -319,15 +319,20 @@ class Program:
             write_tensor_file(target, ex.dense(name), span)
             return
         doms = [prog.domains[d] for k, d in enumerate(t.domains) if k != t.virtual_axis]
-        if t.boolean:
-            rel = ex.relation(name)
-            rows = [tuple(d.label(int(v)) for d, v in zip(doms, row)) for row in rel.cols]
-            write_tensor_file(target, TupleData(rows, None, len(doms)), span)
+
+        def labels(ids: np.ndarray) -> list[np.ndarray]:  # per position: the ints, or the symbols they stand for
+            return [np.asarray(d.symbols + [str(i) for i in range(len(d.symbols), int(c.max(initial=-1)) + 1)],
+                               dtype=object)[c] if d.symbolic else c for d, c in zip(doms, ids.T)]
+
+        if t.boolean and not doms:  # a Boolean scalar: one empty row when true
+            write_tensor_file(target, TupleData([()] * len(ex.relation(name)), None, 0), span)
+        elif t.boolean:
+            write_tensor_file(target, TupleData(None, None, len(doms), cols=labels(ex.relation(name).cols)), span)
         else:
             arr = ex.dense(name)
             idx = np.argwhere(arr != 0)
-            rows = [tuple(d.label(int(v)) for d, v in zip(doms, row)) for row in idx]
-            write_tensor_file(target, TupleData(rows, arr[tuple(idx.T)].astype(float), len(doms)), span)
+            write_tensor_file(target, TupleData(None, arr[tuple(idx.T)].astype(float), len(doms),
+                                                cols=labels(idx)), span)
 
 
 def _numpy_input(v: Any) -> Any:
