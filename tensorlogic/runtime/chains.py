@@ -129,7 +129,7 @@ def chain_rules(ex: Executor, st: Stratum, full: dict[str, Relation], outside: d
     if len(shape) != 2 or not 0 < shape[0] * shape[1] <= _BIT_BITMAP_MAX:
         return None
     chains = []
-    skip = {st.equations[i].id for i in lin.trans} if lin is not None else set()
+    skip = {st.equations[i].id for i in lin.skip} if lin is not None else set()
     for e in st.equations:
         if e.id in skip:
             continue
@@ -173,7 +173,7 @@ def chain_rules(ex: Executor, st: Stratum, full: dict[str, Relation], outside: d
         right = [_csr_index(*path[i], sizes[i]) for i in range(rec + 1, len(path))]
         lefts = [_csr_index(path[i][1], path[i][0], sizes[i + 1]) for i in range(rec - 1, -1, -1)]
         chains.append(_Chain(right, lefts, flip, sizes, path))
-    if lin is not None:
+    if lin is not None and lin.with_base:
         return _with_base(chains, outside[BASE], lin.side, shape)
     return chains
 
@@ -423,7 +423,7 @@ def run_chains(ex: Executor, st: Stratum, full: Relation, delta: Relation, outsi
     facts) on the fast path: (relation, rounds, tuples derived), or None when the fast path does not apply.
     With `lin` (and `base`, the relation B'), the stratum's transitivity rules are linearized."""
     t = st.tensors[0]
-    if lin is not None:
+    if base is not None:
         outside = {**outside, BASE: base}
     chains = chain_rules(ex, st, {t: full}, outside, {}, lin)
     if chains is not None:

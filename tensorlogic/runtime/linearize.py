@@ -17,8 +17,12 @@ by row; with no left-linear rule, the mirror image p = (L | B')* B' is right-lin
 (`p(x, z) <- B'(x, y), p(y, z)`). Proof (left): B' (R | B')* contains B' and is closed under the left
 rules and under composition (a word of B'(R|B')* followed by one is again one), so it contains p; and every
 word of it is derived by the rules (B' by the exit rules, a step R by a left rule, a step B' by the
-transitivity rule with a B' fact on the right). A relation with both left- and right-linear rules and the
-transitivity rule would need a helper relation (L* B') of its own stratum: it is not linearized.
+transitivity rule with a B' fact on the right).
+
+With both left- and right-linear rules next to the transitivity rule, p = (L* B' R*)+ = Q (R | Q)* with
+Q = L* B': two fixpoints on the fast path, first Q (the right-linear rules alone, from B', column by
+column), then the left-linear program above with Q in place of B' (row by row). A word of (L* B' R*)+ is
+Q R* Q R* ... Q R*, and a word Q R^i Q R^j ... of Q (R | Q)* groups into (L* B' R^i)(L* B' R^j)...
 
 Queries with constants (`demand_magic.chain_rules`) use the same classification with a helper relation
 T(x, .) seeded by the magic set, which handles both sides at once.
@@ -71,18 +75,34 @@ class Linearization:
     side: int
     trans: tuple[int, ...]
     exits: tuple[int, ...]
+    first: tuple[int, ...] = ()  # right-linear rules evaluated first, into Q = L* B' (both sides present)
+    left: tuple[int, ...] = ()  # ... and then the left-linear rules (only set with `first`)
+    with_base: bool = True  # the rule through B' (or Q) replaces the transitivity rule; False: left out
+
+    @property
+    def skip(self) -> tuple[int, ...]:
+        """Rules the fast path leaves out: the transitivity rules, and the rules of the first fixpoint."""
+        return self.trans + self.first
+
+    def first_fixpoint(self) -> Linearization:
+        """The fixpoint of Q = L* B': the right-linear rules alone (when `first` is set)."""
+        return Linearization(1, self.trans + self.left, self.exits, (), (), False)
 
     def describe(self) -> str:
+        if self.first:
+            return "linearized: right-linear rules first, then transitivity rule as left-linear"
         return "linearized: transitivity rule as " + ("left-linear" if self.side == 0 else "right-linear")
 
 
 def full_linearization(p: str, rules: list[Rule]) -> Linearization | None:
     """The linearization of the binary relation p's rules for full evaluation (see the module docstring), or
-    None when some rule is not a chain rule, there is no transitivity rule, or there are both left- and
-    right-linear rules."""
+    None when some rule is not a chain rule or there is no transitivity rule."""
     kinds = [classify(p, r) for r in rules]
-    if None in kinds or "trans" not in kinds or ("left" in kinds and "right" in kinds):
+    if None in kinds or "trans" not in kinds:
         return None
-    side = 1 if "right" in kinds else 0
-    return Linearization(side, tuple(i for i, k in enumerate(kinds) if k == "trans"),
-                         tuple(i for i, k in enumerate(kinds) if k == "exit"))
+    trans = tuple(i for i, k in enumerate(kinds) if k == "trans")
+    exits = tuple(i for i, k in enumerate(kinds) if k == "exit")
+    if "left" in kinds and "right" in kinds:
+        return Linearization(0, trans, exits, tuple(i for i, k in enumerate(kinds) if k == "right"),
+                             tuple(i for i, k in enumerate(kinds) if k == "left"))
+    return Linearization(1 if "right" in kinds else 0, trans, exits)

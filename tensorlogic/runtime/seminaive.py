@@ -152,7 +152,14 @@ def _linearized(ex: Executor, st: Stratum, full: dict[str, Relation], outside: d
         base = base.union(new.difference(base))
     if len(base) == 0:
         return {t: base}, 0, derived  # nothing to start from: the linear rules derive nothing either
-    done = run_chains(ex, st, base, base, outside, 1, lin, base)
+    rounds = 1
+    if lin.first:  # both sides: Q = L* B' first (right-linear rules alone), then Q in place of B'
+        done = run_chains(ex, st, base, base, outside, 1, lin.first_fixpoint())
+        if done is None:
+            return None
+        base, rounds, more = done
+        derived += more
+    done = run_chains(ex, st, base, base, outside, rounds, lin, base)
     if done is None:
         return None
     if notes is not None:
