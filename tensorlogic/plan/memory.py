@@ -26,7 +26,7 @@ from collections.abc import Callable
 from ..ir.graph import Stratum, strata
 from ..ir.nodes import reads
 
-__all__ = ["relation_bound", "run_targets", "simulate"]
+__all__ = ["mark_shared", "relation_bound", "run_targets", "simulate"]
 
 
 def relation_bound(shape: tuple[int, ...]) -> int:
@@ -47,11 +47,11 @@ def run_targets(prog) -> list[set[str] | None]:
 
 
 def simulate(prog, size: Callable[[str], int], targets: list[set[str] | None]
-             ) -> tuple[list[Stratum], list[int], list[int]]:
+             ) -> tuple[list[Stratum], list[int], list[int], set[str]]:
     """Replays `Executor.ensure` over `targets` (with `free_dead`, as `Program.run` sets it): the strata in the
     order they first run, for each the bytes live when it starts (inputs read, everything not yet freed; not its
-    own outputs), and its outputs' bytes. A stratum run again (a tensor freed and asked for later) keeps its
-    largest figure."""
+    own outputs), and its outputs' bytes; and the tensors computed more than once (freed, then asked for
+    again). A stratum run again keeps its largest figure."""
     keep = {t for tg in targets if tg for t in tg}
     readers: dict[str, list[frozenset]] = {}
     for st in strata(prog.equations, keep) if keep else []:
@@ -65,6 +65,7 @@ def simulate(prog, size: Callable[[str], int], targets: list[set[str] | None]
     held: dict[str, int] = {}
     order: list[frozenset] = []
     live_at: dict[frozenset, int] = {}
+    rerun: set[str] = set()
 
     def hold(name: str) -> None:
         if name not in held:
@@ -94,6 +95,8 @@ def simulate(prog, size: Callable[[str], int], targets: list[set[str] | None]
             key = frozenset(st.tensors)
             if key not in live_at:
                 order.append(key)
+            else:
+                rerun |= key
             live_at[key] = max(live_at.get(key, 0), sum(v for n, v in held.items() if n not in key))
             for name in st.tensors:
                 hold(name)
@@ -108,4 +111,24 @@ def simulate(prog, size: Callable[[str], int], targets: list[set[str] | None]
                     held.pop(t, None)
         for name in tg or ():  # the query reads them (materialised when not computed)
             hold(name)
-    return [by_key[k] for k in order], [live_at[k] for k in order], [sum(size(t) for t in k) for k in order]
+    return ([by_key[k] for k in order], [live_at[k] for k in order], [sum(size(t) for t in k) for k in order],
+            rerun)
+
+
+def mark_shared(plans: list, run_order: list[frozenset], rerun: set[str]) -> None:
+    """Mark the summed joins the executor answers from its join cache (an equal join, same text, sizes and
+    input values, ran earlier in the run): no pairwise products then. Non-recursive strata only (a recursion's
+    inputs change between rounds), and not over a tensor computed twice (its value version changes)."""
+    by_key = {frozenset(sp.tensors): sp for sp in plans}
+    seen: set[tuple] = set()
+    for key in run_order:
+        sp = by_key.get(key)
+        if sp is None or sp.kind != "once":
+            continue
+        for e in sp.equations:
+            reads_ = {r.tensor for r in reads(e.equation.rhs)}
+            for j in e.joins:
+                if j.key is None or reads_ & rerun:
+                    continue
+                j.shared = j.key in seen
+                seen.add(j.key)

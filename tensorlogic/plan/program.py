@@ -21,12 +21,14 @@ from ..ir.nodes import (
     Read,
     Reduce,
     equation_str,
+    expr_str,
     free_vars,
+    node_vars,
     reads,
     walk,
 )
 from .contract import ContractionPlan, plan_join
-from .memory import relation_bound, run_targets, simulate
+from .memory import mark_shared, relation_bound, run_targets, simulate
 
 BYTES_PER_ELEMENT = 8  # float64 dense values
 BYTES_PER_TUPLE_COLUMN = 8  # int64 relation columns
@@ -71,6 +73,8 @@ class JoinPlan:
     largest_intermediate: int
     contraction: ContractionPlan | None = None
     estimated_tuples: int | None = None
+    key: tuple | None = None  # a summed join's signature: the executor computes equal ones once (join_cache)
+    shared: bool = False  # an equal join ran before in the run: answered from the cache, no products
 
 
 @dataclass
@@ -102,7 +106,8 @@ class StratumPlan:
 def equation_transient(e: EquationPlan) -> int:
     """Bytes the executor counts beyond what is live while it evaluates `e`: its joins' largest pairwise product
     (a sliced join's workspace) plus the fresh array its result is scattered into (plan/memory.py)."""
-    pair = max([j.largest_intermediate for j in e.joins if j.contraction is not None and len(j.inputs) >= 2] + [0])
+    pair = max([j.largest_intermediate for j in e.joins
+                if j.contraction is not None and len(j.inputs) >= 2 and not j.shared] + [0])
     return BYTES_PER_ELEMENT * pair + (e.output_bytes if e.fresh_bytes is None else e.fresh_bytes)
 
 
@@ -204,7 +209,8 @@ def plan_equation(prog, eq: Equation, relational: bool, effort: str = "fast", la
                 joins.append(JoinPlan("dense", inputs, out, flops, _prod(sizes.get(v, 1) for v in out)))
                 continue
             cp = cached_plan_join(inputs, out, sizes, effort=effort)
-            joins.append(JoinPlan("dense", inputs, out, cp.flops, cp.largest_intermediate, cp))
+            key = (expr_str(m), tuple((v, sizes.get(v)) for v in node_vars(m))) if isinstance(m, Reduce) else None
+            joins.append(JoinPlan("dense", inputs, out, cp.flops, cp.largest_intermediate, cp, key=key))
     flops = sum(j.flops for j in joins) or _prod(sizes.values())
     largest = max([j.largest_intermediate for j in joins] + [_prod(t.storage_shape)])
     return EquationPlan(eq, "dense", joins, flops, largest, out_bytes, sizes=sizes)
@@ -262,7 +268,7 @@ def plan_program(prog, relational: dict[int, bool], needed: set[str] | None = No
                 t = prog.tensors[name]
                 if t.boolean and t.sparse is not False:
                     sizes[name] = relation_bound(t.storage_shape)
-    run, run_lives, run_outs = simulate(prog, sizes.__getitem__, targets)
+    run, run_lives, run_outs, rerun = simulate(prog, sizes.__getitem__, targets)
     measured = {frozenset(st.tensors): (lv, o) for st, lv, o in zip(run, run_lives, run_outs)}
     # the strata in dependency order (plan/remat_graph.py reads them so); each with what is live when the
     # run (query by query) evaluates it
@@ -296,6 +302,9 @@ def plan_program(prog, relational: dict[int, bool], needed: set[str] | None = No
             sp.live_bytes = live + out - max(_head_bytes(sizes, st.tensors))
         sp.peak_bytes = sp.live_bytes + stratum_transient(sp)
         plans.append(sp)
+    mark_shared(plans, [frozenset(st.tensors) for st in run], rerun)
+    for sp in plans:
+        sp.peak_bytes = sp.live_bytes + stratum_transient(sp)
     relations = _relations(prog, plans)
     from ..backends.sparse_numeric import data_form
 
