@@ -202,3 +202,16 @@ def test_random_programs_predicted_to_the_byte(data):
     inputs = {"D0": rng.random((n, n)), "D1": rng.random((n, n))}
     predicted, measured = _run(src, **inputs)
     assert predicted == measured, src
+
+
+@pytest.mark.parametrize("name", ["xor.tl", "karate_gnn.tl", "tucker.tl"])
+def test_gradient_programs_run_at_their_predicted_peak(name, monkeypatch):
+    """The gradient program of an example's loss (`grad_source`: forward, adjoint and layered backward strata)
+    runs at its plan's predicted peak, and the executor counts exactly that."""
+    monkeypatch.chdir(ROOT / "examples")
+    prog = tl.load(name)
+    grad = tl.Program(prog.grad_source("Loss"))
+    grad.analyze(**prog.params)
+    predicted = grad.plan().peak_bytes
+    grad.run(memory_budget=predicted, **prog.params)
+    assert grad.executor.peak_bytes == predicted
