@@ -215,3 +215,11 @@ def test_gradient_programs_run_at_their_predicted_peak(name, monkeypatch):
     predicted = grad.plan().peak_bytes
     grad.run(memory_budget=predicted, **prog.params)
     assert grad.executor.peak_bytes == predicted
+
+
+def test_the_history_layout_is_a_layered_recursion_over_the_sequence():
+    # rnn.tl with `set history = 1`: X keeps every step, X[3, 6] (18 floats), its initial state as X_Init (3);
+    # W, V (18) and U (15): 54 floats live; one step's largest product (i,j) = 9, added into X in place: 63
+    src = "set history = 1\n" + (ROOT / "examples" / "rnn.tl").read_text()
+    predicted, measured = _run(src)
+    assert predicted == measured == 63 * F
