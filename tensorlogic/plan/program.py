@@ -3,9 +3,10 @@
 `plan_program(analyzed)` reads an analysed program (shapes, ranges, which equations are relational) and
 returns a `ProgramPlan`: per equation, each product's contraction plan (dense) or join estimate (sparse
 relational), its FLOPs and largest intermediate; the strata in evaluation order; for every tensor the last
-stratum that reads it (so the runtime can free it then); and the predicted peak memory. It never touches
-array data. `cached_plan_join` memoises contraction plans per shape signature, so a second run, a fixpoint
-round or a training step does not plan again.
+stratum that reads it (so the runtime can free it then); and the predicted peak memory, the peak the executor
+counts (plan/memory.py replays the run's order and freeing; docs/planner.md, "Predicted vs measured peak").
+It never touches array data. `cached_plan_join` memoises contraction plans per shape signature, so a second
+run, a fixpoint round or a training step does not plan again.
 """
 
 from __future__ import annotations
@@ -247,7 +248,9 @@ def _kind(st: Stratum, relational: dict[int, bool], prog) -> str:
 
 def plan_program(prog, relational: dict[int, bool], needed: set[str] | None = None,
                  memory_budget: int | None = None, effort: str = "fast") -> ProgramPlan:
-    """Plan the strata that `needed` depends on (all when None), with liveness and peak memory.
+    """Plan the strata that `needed` depends on (all when None), with liveness and peak memory: each stratum's
+    `live_bytes` as the run (query by query, plan/memory.py) holds them when it evaluates it, and its
+    `peak_bytes`, that plus its largest transient (`stratum_transient`).
 
     `relational[eq.id]` says whether the runtime runs that equation as a sparse relational join (the
     runtime's `relational_form` decides; the planner only records it).
