@@ -33,7 +33,8 @@ RIGHT = "Reach(x,z) <- Edge(x,y), Reach(y,z).\n"
 PROGRAMS = {"nonlinear": EXIT + TRANS, "mixed-left": EXIT + LEFT + TRANS, "mixed-right": EXIT + RIGHT + TRANS,
             "trans-first": TRANS + EXIT, "both-sides": EXIT + LEFT + TRANS + RIGHT}
 KINDS = {"mixed-right": LINEARIZED.replace("left", "right"),
-         "both-sides": "semi-naive (linearized: right-linear rules first, then transitivity rule as left-linear)"}
+         "both-sides": f"semi-naive ({seminaive.AUTOMATON})"}
+Q_FIRST = "semi-naive (linearized: right-linear rules first, then transitivity rule as left-linear)"
 
 
 # ---------------------------------------------------------------------------------------------- references
@@ -234,6 +235,29 @@ def test_random_linear_rules_with_transitivity_match_a_naive_fixpoint(linear, ed
     sides = {r[2] for r in linear}
     kind = KINDS["both-sides"] if len(sides) == 2 else KINDS["mixed-right"] if sides == {True} else LINEARIZED
     assert report(p).kind == kind
+
+
+@pytest.mark.parametrize("automaton", [True, False], ids=["automaton", "q-first"])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_both_sides_with_longer_paths_against_a_naive_fixpoint(seed, automaton, monkeypatch):
+    """Left- and right-linear rules through two-atom paths next to the transitivity rule: the product
+    automaton, and (when it does not apply: a key space too large) Q = L* B' first."""
+    if not automaton:
+        monkeypatch.setattr(seminaive, "automaton_closure", lambda *a: None)
+    rng = np.random.default_rng(seed)
+    n = 20
+    e = set(map(tuple, rng.integers(0, n, size=(18, 2)).tolist()))
+    f = set(map(tuple, rng.integers(0, n, size=(22, 2)).tolist()))
+    src = (f"domain N: {n}\ntensor Edge(N, N)\ntensor F(N, N)\n" + "Reach(x,y) <- Edge(x,y), x != y.\n"
+           + "Reach(x,w) <- Reach(x,y), F(y,z), Edge(w,z).\n" + "Reach(x,z) <- F(y,x), F(y,w), Reach(w,z).\n"
+           + TRANS)
+    rules = [(("x", "y"), [("Edge", ("x", "y"))], [("!=", "x", "y")]),
+             (("x", "w"), [("Reach", ("x", "y")), ("F", ("y", "z")), ("Edge", ("w", "z"))], []),
+             (("x", "z"), [("F", ("y", "x")), ("F", ("y", "w")), ("Reach", ("w", "z"))], []),
+             (("x", "z"), [("Reach", ("x", "y")), ("Reach", ("y", "z"))], [])]
+    prog = run(src, sorted(e), F=sorted(f))
+    assert facts(prog) == naive(rules, {"Edge": e, "F": f})
+    assert report(prog).kind == (KINDS["both-sides"] if automaton else Q_FIRST)
 
 
 @pytest.mark.parametrize("extra, rule, linearized", [

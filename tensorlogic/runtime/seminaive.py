@@ -40,6 +40,7 @@ from . import chain_kernels, relational
 from .chains import run_chains
 from .demand import rule_of
 from .linearize import full_linearization
+from .linearize_both import automaton_closure
 
 if TYPE_CHECKING:
     from .executor import Executor
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 # Evaluate a one-relation stratum with the transitivity rule as its linear equivalent on the chain fast path
 # (runtime/linearize.py); False (or TL_LINEARIZE=0) runs the general loop instead.
 LINEARIZE = True
+AUTOMATON = "linearized: left- and right-linear rules with transitivity, as a product automaton"
 
 
 def semi_naive(ex: Executor, st: Stratum, bind: dict[int, dict] | None = None, notes: list[str] | None = None
@@ -153,7 +155,14 @@ def _linearized(ex: Executor, st: Stratum, full: dict[str, Relation], outside: d
     if len(base) == 0:
         return {t: base}, 0, derived  # nothing to start from: the linear rules derive nothing either
     rounds = 1
-    if lin.first:  # both sides: Q = L* B' first (right-linear rules alone), then Q in place of B'
+    if lin.first:  # both sides: one closure over a product automaton (runtime/linearize_both.py)
+        done = automaton_closure(ex, st, base, outside, lin)
+        if done is not None:
+            if notes is not None:
+                notes.append(AUTOMATON)
+            rel, rounds, more = done
+            return {t: rel}, rounds, derived + more
+    if lin.first:  # ... or, when its key space is too large, Q = L* B' first, then Q in place of B'
         done = run_chains(ex, st, base, base, outside, 1, lin.first_fixpoint())
         if done is None:
             return None
