@@ -19,10 +19,12 @@ rules and under composition (a word of B'(R|B')* followed by one is again one), 
 word of it is derived by the rules (B' by the exit rules, a step R by a left rule, a step B' by the
 transitivity rule with a B' fact on the right).
 
-With both left- and right-linear rules next to the transitivity rule, p = (L* B' R*)+ = Q (R | Q)* with
-Q = L* B': two fixpoints on the fast path, first Q (the right-linear rules alone, from B', column by
-column), then the left-linear program above with Q in place of B' (row by row). A word of (L* B' R*)+ is
-Q R* Q R* ... Q R*, and a word Q R^i Q R^j ... of Q (R | Q)* groups into (L* B' R^i)(L* B' R^j)...
+With both left- and right-linear rules next to the transitivity rule, p = (L* B' R*)+ is one left-linear
+closure over a product automaton (`runtime/linearize_both.py`). When its key space is too large, p =
+Q (R | Q)* with Q = L* B': two fixpoints on the fast path, first Q (the right-linear rules alone, from B',
+column by column), then the left-linear program above with Q in place of B' (row by row; correct, but each
+fact steps through a closure-sized row of Q). A word of (L* B' R*)+ is Q R* Q R* ... Q R*, and a word
+Q R^i Q R^j ... of Q (R | Q)* groups into (L* B' R^i)(L* B' R^j)...
 
 Queries with constants (`demand_magic.chain_rules`) use the same classification with a helper relation
 T(x, .) seeded by the magic set, which handles both sides at once.
