@@ -15,6 +15,7 @@ import numpy as np
 
 from ..ir.nodes import Equation
 from .compiled import CompiledEquation, compile_equation, compiled_for
+from .dense import finish_head, fold_contribution
 
 
 class LayerStep:
@@ -138,29 +139,7 @@ def compile_head(ex, name: str, eqs: list[Equation]) -> Callable | None:
         acc, aux = None, None
         for code in codes:
             a, x = code(ex)
-            if acc is None:
-                acc, aux = a, x
-            elif op == "+":
-                acc = acc + a
-            elif op == "max":
-                acc, aux = np.maximum(acc, a), aux | x
-            elif op == "min":
-                acc, aux = np.minimum(acc, a), aux | x
-            else:
-                acc, aux = acc + a, aux + x
-        if op in ("max", "min"):
-            if base is not None:
-                acc = np.where(aux, (np.maximum if op == "max" else np.minimum)(acc, base), base)
-            else:
-                acc = np.where(aux, acc, 0.0)
-        elif op == "avg":
-            acc = np.where(aux > 0, acc / np.maximum(aux, 1.0), 0.0)
-            if base is not None:
-                acc = acc + base
-        elif base is not None:
-            acc = acc + base
-        if boolean:
-            acc = np.asarray(acc > 0, dtype=np.float64)
-        return acc
+            acc, aux = fold_contribution(acc, aux, a, x, op)
+        return finish_head(acc, aux, base, op, boolean)
 
     return head

@@ -82,6 +82,39 @@ def align(x: Labeled, order: tuple[str, ...], xp: Any = None) -> Any:
     return arr.reshape(shape)
 
 
+def fold_contribution(acc: Any, aux: Any, a: Any, x: Any, op: str, xp: Any = np) -> tuple[Any, Any]:
+    """Fold one equation's contribution `a` into a head's accumulator by the head's projection `op` (`=`
+    sums; `max=`/`min=` keep the extreme and `aux` marks the cells written; `avg=` sums and `aux` counts)."""
+    if acc is None:
+        return a, x
+    if op == "+":
+        return acc + a, aux
+    if op == "max":
+        return xp.maximum(acc, a), aux | x
+    if op == "min":
+        return xp.minimum(acc, a), aux | x
+    return acc + a, aux + x
+
+
+def finish_head(acc: Any, aux: Any, base: Any, op: str, boolean: bool, xp: Any = np) -> Any:
+    """The head's value from its folded equations and its data `base` (None without data): cells no
+    `max=`/`min=`/`avg=` equation wrote keep the data (or 0); a Boolean head is thresholded at 0."""
+    if op in ("max", "min"):
+        if base is not None:
+            acc = xp.where(aux, (xp.maximum if op == "max" else xp.minimum)(acc, base), base)
+        else:
+            acc = xp.where(aux, acc, 0.0)
+    elif op == "avg":
+        acc = xp.where(aux > 0, acc / xp.maximum(aux, 1.0), 0.0)
+        if base is not None:
+            acc = acc + base
+    elif base is not None:
+        acc = acc + base
+    if boolean:
+        acc = xp.asarray(acc > 0, dtype=xp.float64)
+    return acc
+
+
 def union_vars(*xs: Labeled) -> tuple[str, ...]:
     out: list[str] = []
     for x in xs:

@@ -34,7 +34,7 @@ from . import relational, seminaive, sparse_eval
 from .compiled import Fallback, compiled_for
 from .compiled import available as compiled_available
 from .compiled_steps import HeadStep, layer_steps, uninitialised
-from .dense import DenseEvaluator, Labeled, align, index_grid, to_numpy
+from .dense import DenseEvaluator, Labeled, align, finish_head, fold_contribution, index_grid, to_numpy
 from .layered import layer_schedule
 
 Value = np.ndarray | Relation | SparseTensor
@@ -482,31 +482,10 @@ class Executor:
         acc, aux = None, None
         for e in eqs:
             a, x = self.contribution(e, read)
-            if acc is None:
-                acc, aux = a, x
-            elif op == "+":
-                acc = acc + a
-            elif op == "max":
-                acc, aux = xp.maximum(acc, a), aux | x
-            elif op == "min":
-                acc, aux = xp.minimum(acc, a), aux | x
-            else:
-                acc, aux = acc + a, aux + x
+            acc, aux = fold_contribution(acc, aux, a, x, op, xp)
         if acc is None:
             acc = xp.zeros(t.storage_shape)
-        if op in ("max", "min"):
-            if base is not None:
-                acc = xp.where(aux, (xp.maximum if op == "max" else xp.minimum)(acc, base), base)
-            else:
-                acc = xp.where(aux, acc, 0.0)
-        elif op == "avg":
-            acc = xp.where(aux > 0, acc / xp.maximum(aux, 1.0), 0.0)
-            if base is not None:
-                acc = acc + base
-        elif base is not None:
-            acc = acc + base
-        if t.boolean:
-            acc = xp.asarray(acc > 0, dtype=xp.float64)
+        acc = finish_head(acc, aux, base, op, t.boolean, xp)
         return sparse_eval.as_head(t, acc)  # a numeric head declared sparse is stored sparse
 
     def eval_relational(self, form, get: Callable[[Read], Relation], bind: dict | None = None) -> Relation:
