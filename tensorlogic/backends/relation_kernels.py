@@ -240,9 +240,14 @@ def row_fixpoint(known: np.ndarray, delta: np.ndarray, n0: int, n1: int, chains:
         lo = a * n1
         hi = lo + n1
         k0 = ki
+        wlo = nw  # the words of the row bitmap set so far: only they are scanned and cleared
+        whi = -1
         while ki < known.shape[0] and known[ki] < hi:
             y = np.uint64(known[ki] - lo)
-            row[y >> np.uint64(6)] |= _ONE << (y & _SIXTY_THREE)
+            w = np.int64(y >> np.uint64(6))
+            row[w] |= _ONE << (y & _SIXTY_THREE)
+            wlo = min(wlo, w)
+            whi = max(whi, w)
             ki += 1
         if ki == k0:
             continue
@@ -281,6 +286,8 @@ def row_fixpoint(known: np.ndarray, delta: np.ndarray, n0: int, n1: int, chains:
                         row[w] = old | m
                         nxt[nn] = ybuf[t]
                         nn += np.int64((old & m) == 0)
+                        wlo = min(wlo, np.int64(w))
+                        whi = max(whi, np.int64(w))
             if nn == 0:
                 break
             if level == counts.shape[0]:
@@ -297,7 +304,7 @@ def row_fixpoint(known: np.ndarray, delta: np.ndarray, n0: int, n1: int, chains:
             grown = np.empty(max(2 * out.shape[0], n + total), dtype=np.int64)
             grown[:n] = out[:n]
             out = grown
-        for w in range(nw):  # the row's facts in order; the row bitmap is zero again after
+        for w in range(wlo, whi + 1):  # the row's facts in order; the row bitmap is zero again after
             x = row[w]
             if x == 0:
                 continue
