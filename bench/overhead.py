@@ -343,7 +343,7 @@ STAGES = [
     ("    join cache keys (DenseEvaluator.cache_key)", "runtime/dense.py", "cache_key"),
     ("    softmax (backend.softmax)", "backends/numpy_backend.py", "softmax"),
     ("    lnorm (backend.lnorm)", "backends/numpy_backend.py", "lnorm"),
-    ("    scatter into the head (executor.scatter)", "runtime/executor.py", "scatter"),
+    ("    scatter into the head (scatter.scatter)", "runtime/scatter.py", "scatter"),
     ("      np.add.at (scatter to index expressions)", "~", "<method 'at' of 'numpy.ufunc' objects>"),
     ("  stratification (ir.graph.strata)", "ir/graph.py", "strata"),
     ("  relation -> dense (Relation.to_dense)", "backends/relations.py", "to_dense"),

@@ -1,6 +1,6 @@
 """The executor's fast path: dense equations compiled once into closures of numpy calls.
 
-The interpreter (`Executor.contribution` with `dense.DenseEvaluator` and `executor.scatter`) walks an
+The interpreter (`Executor.contribution` with `dense.DenseEvaluator` and `scatter.scatter`) walks an
 equation's IR on every evaluation: it builds an evaluator, looks up read positions, gathers, plans, aligns
 and scatters, about 30-60 us of Python per equation before any arithmetic. Here each equation is compiled
 once per analysis and per set of index ranges (a layered recursion's layer fixes one range, so each layer
@@ -134,9 +134,9 @@ def compile_equation(ex, eq: Equation, ranges: dict, invariant_of: frozenset | N
     state = _per_analysis(ex)
     t = ex.prog.tensors[eq.lhs]
     lhs = tuple(p.expr for k, p in enumerate(eq.lhs_pos) if k != t.virtual_axis)
-    from .executor import _scatter_static
+    from .scatter import scatter_static
 
-    lhs_vars = _scatter_static(lhs)[0]
+    lhs_vars = scatter_static(lhs)[0]
     if invariant_of is not None:
         def share(n: Reduce, text: str) -> bool:
             return text in state["texts"] or not any(r.tensor in invariant_of for r in _reads(n))

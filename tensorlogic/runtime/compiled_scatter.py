@@ -1,4 +1,4 @@
-"""Compiling an equation's projection onto its left side (`executor.scatter`) with its static part done.
+"""Compiling an equation's projection onto its left side (`scatter.scatter`) with its static part done.
 
 `compile_scatter` returns `scatter(arr, into) -> (acc, aux)`, the interpreter's result for the right side's
 array `arr`: a left side of distinct variables plus constants is one (clipped) slice assignment, prepared
@@ -25,9 +25,9 @@ def destination(ctx: Context, code: Code, lhs: tuple[IExpr, ...], shape: tuple[i
     """(root, slice of the head) when the value can be computed straight into the head: its left side is
     written by slicing, in the value's own axis order, without clipping, and the value is a join's product
     changed only in place since."""
-    from .executor import _scatter_static
+    from .scatter import scatter_static
 
-    lhs_vars, shifts, sliced, _ = _scatter_static(lhs)
+    lhs_vars, shifts, sliced, _ = scatter_static(lhs)
     root = code.root
 
     def axes(vs: tuple[str, ...]) -> tuple[str, ...]:  # (axes of size 1 do not change a layout)
@@ -54,11 +54,11 @@ def destination(ctx: Context, code: Code, lhs: tuple[IExpr, ...], shape: tuple[i
 
 def compile_scatter(ctx: Context, res: Code, lhs: tuple[IExpr, ...], shape: tuple[int, ...], op: str,
                     zero_into: bool = False) -> Callable[[ndarray, ndarray | None], tuple[ndarray, ndarray | None]]:
-    """`executor.scatter` with its static part done now: `scatter(arr, into) -> (acc, aux)`; with `zero_into`
+    """`scatter.scatter` with its static part done now: `scatter(arr, into) -> (acc, aux)`; with `zero_into`
     the cells written in `into` are known to be zero (assigned instead of added to)."""
-    from .executor import _scatter_static
+    from .scatter import scatter_static
 
-    lhs_vars, shifts, sliced, whole = _scatter_static(lhs)
+    lhs_vars, shifts, sliced, whole = scatter_static(lhs)
     vars_ = res.vars
     fresh = res.fresh
     pre: list[Callable[[ndarray], ndarray]] = []  # array steps before the projection

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import weakref
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,14 +27,16 @@ from ..analysis.program import Analyzed
 from ..backends.relations import Relation
 from ..backends.sparse_numeric import SparseTensor
 from ..ir.graph import Stratum, strata
-from ..ir.nodes import Equation, IBin, IConst, IExpr, IVar, Read, equation_str, ix_vars, reads
+from ..ir.nodes import Equation, IConst, IExpr, IVar, Read, equation_str, reads
 from ..syntax.diagnostics import Diagnostic, TLRuntimeError
 from . import relational, seminaive, sparse_eval
 from .compiled import Fallback, compiled_for
 from .compiled import available as compiled_available
 from .compiled_steps import HeadStep, layer_steps, uninitialised
-from .dense import DenseEvaluator, Labeled, align, finish_head, fold_contribution, index_grid, to_numpy
+from .dense import DenseEvaluator, finish_head, fold_contribution, to_numpy
 from .layered import layer_schedule
+from .scatter import scatter, scatter_static
+from .values import ValueStore, nbytes_of
 
 Value = np.ndarray | Relation | SparseTensor
 DEFAULT_MAX_ITERATIONS = 1000
@@ -78,7 +79,7 @@ class Executor:
         # the compiled fast path (runtime/compiled.py); TL_COMPILE=0 turns it off (the interpreter runs everything)
         self.compile = compiled_available(backend) and not self.debug and os.environ.get("TL_COMPILE") != "0"
         self._initial: dict[str, Value] = {}
-        self.values = _Values(self.initial_array)  # a tensor's value appears when first needed
+        self.values = ValueStore(self.initial_array)  # a tensor's value appears when first needed
         self.plan = None  # the ProgramPlan of the last ensure(), for liveness
         self.free_dead = False  # free computed tensors after their last reader (run() turns it on)
         self.keep: set[str] = set()  # never freed: what the run's queries and file writes read
@@ -419,14 +420,14 @@ class Executor:
         if key not in self._pos or self._pos[key][0] is not eq:  # the left side's positions and shape, once
             t = self.prog.tensors[eq.lhs]
             lhs = tuple(p.expr for k, p in enumerate(eq.lhs_pos) if k != t.virtual_axis)
-            self._pos[key] = (eq, lhs, t.storage_shape, _scatter_static(lhs)[0])
+            self._pos[key] = (eq, lhs, t.storage_shape, scatter_static(lhs)[0])
         _, lhs, shape, lhs_vars = self._pos[key]
         ev = DenseEvaluator(self.backend, read, rng, self.functions, eq)
         ev.prefer = lhs_vars
         if self.memory_budget is not None:  # what a join may use: the budget less what is live and the result
             for r in reads(eq.rhs):  # its inputs first (a value appears when first read): the limit counts them
                 self.values[r.tensor]  # noqa: B018
-            ev.join_limit = self.memory_budget - self.live_bytes() - (0 if into is not None else _nbytes_of(shape))
+            ev.join_limit = self.memory_budget - self.live_bytes() - (0 if into is not None else nbytes_of(shape))
         if read == self.read_current:  # reads see stored values: identical sub-joins can be shared
             ev.cache, ev.versions = self.join_cache, self.values.version
             ev.read_sparse = self.sparse_matrix
@@ -581,53 +582,6 @@ class Executor:
         self.report.strata.append(StratumReport(st.tensors, "loop", hi - lo, "fixpoint"))
 
 
-class _Values(dict):
-    """Tensor values; a missing one is created from the tensor's initial value on first access."""
-
-    def __init__(self, make: Callable[[str], Value]):
-        super().__init__()
-        # a weak reference to the executor's method: no executor <-> values cycle, so a finished run's executor
-        # and its arrays are freed as soon as it is dropped (not at the next garbage collection)
-        self._make = weakref.WeakMethod(make) if hasattr(make, "__self__") else (lambda: make)
-        self._version: dict[str, int] = {}
-        self.bytes = 0  # the bytes of the values held (kept up to date: values are replaced, never resized)
-
-    def __missing__(self, name: str) -> Value:
-        v = self._make()(name)
-        super().__setitem__(name, v)  # materialising the initial value is not a change
-        self.bytes += _nbytes(v)
-        return v
-
-    def __setitem__(self, name: str, value: Value) -> None:
-        self._version[name] = self._version.get(name, 0) + 1
-        old = super().get(name)
-        if old is not None:
-            self.bytes -= _nbytes(old)
-        super().__setitem__(name, value)
-        self.bytes += _nbytes(value)
-
-    def __delitem__(self, name: str) -> None:
-        self.pop(name)
-
-    def pop(self, name: str, *default):
-        self._version[name] = self._version.get(name, 0) + 1
-        if name in self:
-            self.bytes -= _nbytes(super().get(name))
-        return super().pop(name, *default)
-
-    def touch(self, name: str) -> None:
-        """The value was changed in place: a new version (its bytes are the same)."""
-        self._version[name] = self._version.get(name, 0) + 1
-
-    def version(self, name: str) -> int:
-        """Changes whenever the tensor's value is replaced (so cached joins over it are not reused)."""
-        return self._version.get(name, 0)
-
-
-def _nbytes(v: Value) -> int:
-    return v.nbytes() if isinstance(v, Relation) else int(v.nbytes)
-
-
 def _offset(e: IExpr) -> int:
     if isinstance(e, IVar):
         return 0
@@ -638,124 +592,5 @@ def _offset(e: IExpr) -> int:
     raise TLRuntimeError(f"a virtual index must be t, t+c or t-c, not {e}")
 
 
-@functools.lru_cache(maxsize=8192)
-def _scatter_static(lhs: tuple[IExpr, ...]) -> tuple[tuple[str, ...], list, bool, bool]:
-    """A left side's variables in order, each position as an int (a constant) or (variable, shift), whether
-    it is written by slicing (every position a constant or a distinct variable plus a constant), and whether
-    every position is a distinct plain variable."""
-    lhs_vars: list[str] = []
-    for e in lhs:
-        for v in ix_vars(e):
-            if v not in lhs_vars:
-                lhs_vars.append(v)
-    shifts = [e.value if isinstance(e, IConst) else _shift_of(e) for e in lhs]
-    moving = [sh for sh in shifts if not isinstance(sh, int)]
-    sliced = bool(lhs) and all(sh is not None for sh in shifts) and len({sh[0] for sh in moving}) == len(
-        moving) == len(lhs_vars)
-    whole = sliced and all(not isinstance(sh, int) and sh[1] == 0 for sh in shifts)
-    return tuple(lhs_vars), shifts, sliced, whole
-
-
-def _shift_of(e: IExpr) -> tuple[str, int] | None:
-    """`v`, `v+c` or `v-c` as (v, c)."""
-    if isinstance(e, IVar):
-        return e.name, 0
-    if isinstance(e, IBin) and e.op in "+-" and isinstance(e.left, IVar) and isinstance(e.right, IConst):
-        return e.left.name, (e.right.value if e.op == "+" else -e.right.value)
-    return None
-
-
 def _virtual_const(e: Equation) -> bool:
     return any(p.virtual and isinstance(p.expr, IConst) for p in e.lhs_pos)
-
-
-def scatter(res: Labeled, lhs: list[IExpr], ranges: dict, shape: tuple[int, ...], op: str, xp=np, into=None
-            ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Accumulate `res` into an array of `shape` at the left side's index expressions, with `op`, in the array
-    namespace `xp`; with `into` (op `+` only) added into that array instead of a new one of zeros."""
-    lhs_vars, shifts, sliced, whole = _scatter_static(lhs if isinstance(lhs, tuple) else tuple(lhs))
-    extra = () if res.vars == lhs_vars else tuple(v for v in res.vars if v not in lhs_vars)
-    per_cell = 1  # contributions folded into each grid cell (for avg=)
-    if extra:  # indices projected by the operator (max=, ...), or a virtual index bound to one step
-        axes = tuple(res.vars.index(v) for v in extra)
-        fold = {"max": xp.max, "min": xp.min}.get(op, xp.sum)
-        rshape = tuple(res.arr.shape)
-        arr = fold(res.arr, axis=axes) if 0 not in rshape else xp.zeros(
-            [n for k, n in enumerate(rshape) if k not in axes])
-        per_cell = int(np.prod([rshape[a] for a in axes]))
-        res = Labeled(arr, tuple(v for v in res.vars if v not in extra))
-    order = tuple(lhs_vars)
-    grid_shape = tuple(ranges[v][1] - ranges[v][0] for v in order)
-    vals = align(res, order, xp)
-    if tuple(vals.shape) != grid_shape:
-        vals = xp.broadcast_to(vals, grid_shape)
-    vals = xp.asarray(vals, dtype=xp.float64)
-    if op == "+" and whole and into is None and res.fresh and vals is res.arr and grid_shape == shape and all(
-            ranges[v][0] == 0 for v in order):
-        return vals, None  # a new array covering the whole head, in its order: stored as it is
-    if sliced:
-        # each position is a constant or a distinct variable plus a constant: one (clipped) slice assignment
-        # (each cell gets at most one value, so max=/min=/avg= need no reduction either)
-        if op == "+":
-            acc, aux = (xp.zeros(shape) if into is None else into), None
-        elif op == "avg":
-            acc, aux = xp.zeros(shape), xp.zeros(shape)
-        else:
-            acc, aux = xp.full(shape, -np.inf if op == "max" else np.inf), xp.zeros(shape, dtype=xp.bool_)
-        dst, src = [], []
-        for sh, n in zip(shifts, shape):
-            if isinstance(sh, int):
-                if not 0 <= sh < n:
-                    return acc, aux
-                dst.append(sh)
-                continue
-            v, c = sh
-            lo, hi = ranges[v][0] + c, ranges[v][1] + c
-            a, b = max(lo, 0), min(hi, n)
-            if a >= b:
-                return acc, aux
-            dst.append(slice(a, b))
-            src.append(slice(a - lo, b - lo))
-        dst_t = tuple(dst)
-        if into is None:  # (the variables are in the order of the positions: no transposition)
-            acc[dst_t] = vals[tuple(src)]
-        else:
-            acc[dst_t] += vals[tuple(src)]
-        if op == "avg":
-            aux[dst_t] = float(per_cell)
-        elif op in ("max", "min"):
-            aux[dst_t] = True
-        return acc, aux
-    if not lhs:  # a scalar left side
-        total = xp.asarray(vals, dtype=xp.float64).reshape(())
-        if into is not None:
-            into += total
-            return into, None
-        if op in ("max", "min"):
-            return xp.copy(total), xp.asarray(True)
-        return xp.copy(total), (xp.asarray(float(per_cell)) if op == "avg" else None)
-    grids = [xp.broadcast_to(xp.asarray(index_grid(e, order, ranges, xp)), grid_shape) for e in lhs]
-    valid = xp.ones(grid_shape, dtype=xp.bool_)
-    for k, g in enumerate(grids):
-        valid &= (g >= 0) & (g < shape[k])
-    idx = tuple(g[valid] for g in grids)
-    v = vals[valid]
-    if op == "+":
-        acc = xp.zeros(shape) if into is None else into
-        xp.add.at(acc, idx, v)
-        return acc, None
-    if op in ("max", "min"):
-        acc = xp.full(shape, -np.inf if op == "max" else np.inf)
-        (xp.maximum if op == "max" else xp.minimum).at(acc, idx, v)
-        touched = xp.zeros(shape, dtype=xp.bool_)
-        touched[idx] = True
-        return acc, touched
-    acc, count = xp.zeros(shape), xp.zeros(shape)
-    xp.add.at(acc, idx, v)
-    xp.add.at(count, idx, float(per_cell))
-    return acc, count
-
-
-def _nbytes_of(shape: tuple[int, ...]) -> int:
-    """Bytes of a float64 array of this shape (a left side's result, under a memory budget)."""
-    return int(np.prod(shape, dtype=np.int64)) * 8
