@@ -62,7 +62,11 @@ def _reach(start: int, s0: int, s1: int, steps: np.ndarray, ptr: np.ndarray, idx
            stamp: np.ndarray, token: int, buf: np.ndarray, tmp: np.ndarray):  # pragma: no cover - compiled
     """The nodes reached from `start` through the steps s0..s1-1 (each a CSR index: its rows' offsets into
     `ptr` and `idx`), deduplicated at every step after the first with `stamp` (a token per step, from
-    `token` on), written to buf[:n]: (n, next token)."""
+    `token` on), written to buf[:n]: (n, next token).
+
+    The kernels below repeat its zero- and one-step cases inline (the common chains: TC, SG). Calling this
+    function for them instead doubled the evaluation time (TC cal 13 -> 26 ms, Gnutella09 0.62 -> 1.13 s):
+    numba does not inline it into the hot loops."""
     if s1 == s0:
         buf[0] = start
         return 1, token
