@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ..ir.graph import Stratum, strata
+from ..ir.layered import layer_schedule
 from ..ir.nodes import (
     Equation,
     Join,
@@ -179,7 +180,7 @@ def tensor_bytes(prog, name: str) -> int:
 
 def plan_equation(prog, eq: Equation, relational: bool, effort: str = "fast", layer_var: str | None = None
                   ) -> EquationPlan:
-    """One equation's joins; with `layer_var` (a layered recursion, runtime/layered.py) as one layer of it is
+    """One equation's joins; with `layer_var` (a layered recursion, ir/layered.py) as one layer of it is
     evaluated: that variable fixed to one value."""
     sizes = {v: hi - lo for v, (lo, hi) in eq.ranges.items()}
     if layer_var is not None and layer_var in sizes:
@@ -226,10 +227,8 @@ def _head_bytes(sizes: dict[str, int], heads: list[str]) -> list[int]:
 
 
 def _layer_vars(st: Stratum, prog) -> dict[int, str | None] | None:
-    """A layered recursion's layer variable per equation id (runtime/layered.py), or None when the executor
+    """A layered recursion's layer variable per equation id (ir/layered.py), or None when the executor
     iterates the stratum instead."""
-    from ..runtime.layered import layer_schedule
-
     sched = layer_schedule(st, prog.tensors, lambda n: prog.tensors[n].boolean)
     if sched is None:
         return None

@@ -1,6 +1,6 @@
 """The executor's compiled steps: a layered recursion as a flat list, and a stratum's heads.
 
-`layer_steps` turns a layer schedule (runtime/layered.py) into the flat list of its evaluations (tensor,
+`layer_steps` turns a layer schedule (ir/layered.py) into the flat list of its evaluations (tensor,
 equation, ranges with the layer fixed), each compiled on first use; `uninitialised` finds the tensors whose
 every cell one of them assigns (they need no zeros to start from). `HeadStep` is one head of a non-recursive
 stratum with `Executor.combine` compiled (its data, each equation's contribution, their projection).
@@ -66,7 +66,7 @@ def uninitialised(steps: list[LayerStep], ex) -> frozenset | None:
 
 
 def layer_steps(sched, stratum: frozenset) -> list[LayerStep]:
-    """A layer schedule (runtime/layered.py) as the flat list of its evaluations, in order."""
+    """A layer schedule (ir/layered.py) as the flat list of its evaluations, in order."""
     out, written = [], []
     layers = range(sched.layers) if sched.direction > 0 else range(sched.layers - 1, -1, -1)
     for layer in layers:

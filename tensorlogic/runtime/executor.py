@@ -27,6 +27,7 @@ from ..analysis.program import Analyzed
 from ..backends.relations import Relation
 from ..backends.sparse_numeric import SparseTensor
 from ..ir.graph import Stratum, strata
+from ..ir.layered import layer_schedule
 from ..ir.nodes import Equation, IConst, IExpr, IVar, Read, equation_str, reads
 from ..syntax.diagnostics import Diagnostic, TLRuntimeError
 from . import relational, seminaive, sparse_eval
@@ -34,7 +35,6 @@ from .compiled import Fallback, compiled_for
 from .compiled import available as compiled_available
 from .compiled_steps import HeadStep, layer_steps, uninitialised
 from .dense import DenseEvaluator, finish_head, fold_contribution, to_numpy
-from .layered import layer_schedule
 from .scatter import scatter, scatter_static
 from .values import ValueStore, nbytes_of
 
@@ -344,7 +344,7 @@ class Executor:
         return self.iterate(st)
 
     def run_layers(self, st: Stratum, sched) -> None:
-        """A layered recursion: each equation once per layer, layer after layer (see runtime/layered.py)."""
+        """A layered recursion: each equation once per layer, layer after layer (see ir/layered.py)."""
         key = ("layer-steps", frozenset(st.tensors))  # the flat list of (tensor, equation, ranges), per analysis
         if key not in self._strata:
             self._strata[key] = [layer_steps(sched, frozenset(st.tensors)), None, {}]

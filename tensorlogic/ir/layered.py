@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from ..ir.graph import Stratum
-from ..ir.nodes import Equation, IBin, IConst, IExpr, IVar, reads
+from .graph import Stratum
+from .nodes import Equation, IBin, IConst, IExpr, IVar, reads
 
 
 def _shift(e: IExpr) -> tuple[str | None, int] | None:
